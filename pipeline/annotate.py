@@ -1,0 +1,207 @@
+"""Annotation batches: whole articles written out for people to read and label, and their answers read back.
+
+A batch is a readable text file (articles keyed A1, A2 ..., paragraphs numbered) plus a JSON
+manifest that maps each key to the article id and the hashes of its paragraphs. An annotator
+writes one line per paragraph, `KEY INDEX CODE`, with CODE one of C, V, S, O.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import sys
+from pathlib import Path
+
+from pipeline.text import Article, paragraph_hash, paragraphs
+
+CODES = {"C": "cooperation", "V": "victim_support", "S": "statistics", "O": "off_topic"}
+
+
+def plan_batches(articles: list[Article], max_paragraphs: int, seed: int) -> list[list[Article]]:
+    """Shuffle whole articles (seeded) and pack them into batches of about `max_paragraphs` paragraphs."""
+    order = sorted(articles, key=lambda a: a.id)
+    random.Random(seed).shuffle(order)
+    batches: list[list[Article]] = [[]]
+    size = 0
+    for art in order:
+        n = len(paragraphs(art.text))
+        if batches[-1] and size + n > max_paragraphs:
+            batches.append([])
+            size = 0
+        batches[-1].append(art)
+        size += n
+    return [b for b in batches if b]
+
+
+def render_batch(name: str, articles: list[Article]) -> tuple[str, dict]:
+    """Return the readable batch text and its manifest."""
+    lines = [f"# batch {name}: {len(articles)} articles. Answer file: {name}.labels.txt, one line per paragraph: KEY INDEX CODE"]
+    manifest = {"batch": name, "articles": {}}
+    for i, art in enumerate(articles, 1):
+        key = f"A{i}"
+        paras = paragraphs(art.text)
+        manifest["articles"][key] = {"id": art.id, "hashes": [paragraph_hash(p) for p in paras]}
+        lines.append("")
+        lines.append(f"## {key}  ({art.id}, {len(paras)} paragraphs)")
+        lines.extend(f"{key} {j}\t{p}" for j, p in enumerate(paras))
+    return "\n".join(lines) + "\n", manifest
+
+
+def write_batches(out_dir: Path, prefix: str, batches: list[list[Article]]) -> list[Path]:
+    """Write each batch as NAME.txt and NAME.manifest.json into `out_dir`."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for k, arts in enumerate(batches):
+        name = f"{prefix}{k:03d}"
+        text, manifest = render_batch(name, arts)
+        (out_dir / f"{name}.txt").write_text(text, encoding="utf-8")
+        (out_dir / f"{name}.manifest.json").write_text(json.dumps(manifest, indent=1), encoding="utf-8")
+        paths.append(out_dir / f"{name}.txt")
+    return paths
+
+
+_ANSWER = re.compile(r"^\s*(A\d+)\s+(\d+)\s+([CVSOcvso])\s*$")
+
+
+def read_answers(answer_path: Path, manifest: dict) -> tuple[list[dict], list[str]]:
+    """Parse an answer file against its manifest; return (label rows, problems with line numbers).
+
+    Every paragraph of the batch must be answered exactly once; anything else is a problem,
+    and the valid rows are still returned.
+    """
+    rows, problems, seen = [], [], {}
+    arts = manifest["articles"]
+    for lineno, line in enumerate(answer_path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        m = _ANSWER.match(line)
+        if not m:
+            problems.append(f"{answer_path}:{lineno}: not 'KEY INDEX CODE': {line[:60]!r}")
+            continue
+        key, idx, code = m.group(1), int(m.group(2)), CODES[m.group(3).upper()]
+        if key not in arts or idx >= len(arts[key]["hashes"]):
+            problems.append(f"{answer_path}:{lineno}: no paragraph {key} {idx} in this batch")
+            continue
+        if (key, idx) in seen:
+            if seen[(key, idx)] != code:
+                problems.append(f"{answer_path}:{lineno}: {key} {idx} answered twice, differently")
+            continue
+        seen[(key, idx)] = code
+        rows.append({"article_id": arts[key]["id"], "paragraph": idx, "hash": arts[key]["hashes"][idx], "label": code})
+    missing = [f"{k} {i}" for k, a in arts.items() for i in range(len(a["hashes"])) if (k, i) not in seen]
+    if missing:
+        problems.append(f"{answer_path}: {len(missing)} paragraph(s) not answered, first: {', '.join(missing[:5])}")
+    return rows, problems
+
+
+# Whole-article terms that put an article in scope; a `general` article with none of them is a
+# safe source of off_topic candidates.
+TOPIC_TERMS = re.compile(
+    r"mua bán người|buôn người|buôn bán người|buôn bán phụ nữ|buôn bán trẻ em|bán người|bị bán|"
+    r"di cư|nhập cư|xuất cảnh trái phép|nhập cảnh trái phép|vượt biên|xuất cảnh|nhập cảnh|"
+    r"lao động cưỡng bức|nô lệ|cưỡng bức|nạn nhân|mại dâm|đưa người|tị nạn|xuất khẩu lao động|"
+    r"bào thai|trafficking|smuggl"
+)
+MINE_RULE = "rule:general_no_topic_terms"
+
+
+def _params(params_path: Path) -> tuple[str, int]:
+    from pipeline.config import load_params, section
+
+    params = load_params(params_path)
+    return section(params, "corpus")["dir"], section(params, "text")["max_paragraph_chars"]
+
+
+def import_batches(answer_files: list[Path], annotator: str, into: Path, params_path: Path) -> int:
+    """Validate answer files against their manifests and the corpus, and merge them into a label file.
+
+    Problems are printed with file and line; valid rows are kept; a second import of the same
+    file adds nothing. Returns 1 when anything was reported, else 0.
+    """
+    from pipeline.labels import Label, article_paragraphs, merge_into, read_label_file, stale, write_label_file
+    from pipeline.text import read_corpus
+
+    corpus_dir, max_chars = _params(params_path)
+    new, problems = [], []
+    for path in answer_files:
+        manifest_file = path.with_name(path.name.replace(".labels.txt", ".manifest.json"))
+        try:
+            manifest = json.loads(manifest_file.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as e:
+            problems.append(f"{manifest_file}: cannot read the batch manifest ({e})")
+            continue
+        rows, bad = read_answers(path, manifest)
+        problems += bad
+        new += [
+            Label(r["article_id"], r["paragraph"], r["hash"], r["label"], "manual", annotator, f"{path}:{manifest['batch']}")
+            for r in rows
+        ]
+    paras = article_paragraphs(read_corpus(corpus_dir), {lab.article_id for lab in new}, max_chars)
+    current = []
+    for lab in new:
+        why = stale(lab, paras)
+        problems += [why] if why else []
+        current += [] if why else [lab]
+    existing, bad = read_label_file(into) if into.exists() else ([], [])
+    problems += bad
+    merged, added, conflicts = merge_into(existing, current)
+    problems += conflicts
+    write_label_file(into, merged)
+    for p in problems:
+        print(p, file=sys.stderr)
+    print(f"import: {added} label(s) added to {into} ({len(merged)} in all), {len(problems)} problem(s)")
+    return 1 if problems else 0
+
+
+def mine_negatives(n: int, per_article: int, seed: int, into: Path, params_path: Path) -> int:
+    """Write up to `n` off_topic candidates from `general` articles that mention no topic term."""
+    from pipeline.labels import Label, write_label_file
+    from pipeline.text import normalize, read_corpus
+
+    corpus_dir, max_chars = _params(params_path)
+    rng = random.Random(seed)
+    pool = []
+    for art in read_corpus(corpus_dir, ("general",)):
+        if TOPIC_TERMS.search(normalize(art.text).lower()):
+            continue
+        paras = paragraphs(art.text, max_chars)
+        for i in sorted(rng.sample(range(len(paras)), min(per_article, len(paras)))):
+            pool.append(Label(art.id, i, paragraph_hash(paras[i]), "off_topic", MINE_RULE))
+    rng.shuffle(pool)
+    write_label_file(into, pool[:n])
+    print(f"mine: {min(n, len(pool))} {MINE_RULE} candidates (of {len(pool)}) -> {into}")
+    return 0
+
+
+def stats(params_path: Path, labels_dir: Path = Path("data/labels")) -> int:
+    """Print label counts per file, method, label and annotator, and agreement on double-labeled paragraphs."""
+    from collections import Counter
+
+    from sklearn.metrics import cohen_kappa_score
+
+    from pipeline.config import LABELS
+    from pipeline.labels import read_label_file
+
+    main_labels = []
+    for path in sorted(labels_dir.glob("*.csv")):
+        labs, _ = read_label_file(path)
+        main_labels += labs
+        print(f"{path}: {len(labs)} rows")
+    by = Counter((lab.method, lab.label) for lab in main_labels)
+    for (method, label), k in sorted(by.items()):
+        print(f"  {method:32s} {label:15s} {k:6d}")
+    prefixes = Counter(lab.article_id.split("/")[0] for lab in main_labels if lab.method == "manual")
+    print("manual labels by source:", dict(prefixes))
+    print("manual labels by annotator:", dict(Counter(lab.annotator for lab in main_labels if lab.method == "manual")))
+    second = labels_dir / "agreement" / "second_pass.csv"
+    if second.exists():
+        other = {lab.key: lab.label for lab in read_label_file(second)[0]}
+        first = {lab.key: lab.label for lab in main_labels if lab.key in other}
+        keys = sorted(first)
+        a, b = [first[k] for k in keys], [other[k] for k in keys]
+        print(f"agreement on {len(keys)} double-labeled paragraphs: Cohen's kappa {cohen_kappa_score(a, b):.3f}")
+        for lab in LABELS:
+            ka = cohen_kappa_score([x == lab for x in a], [x == lab for x in b])
+            print(f"  {lab:15s} kappa {ka:.3f} (first {a.count(lab)}, second {b.count(lab)})")
+    return 0

@@ -1,0 +1,89 @@
+"""Stage `evaluate`: score the model on the grouped test split; metrics, plots and errors for DVC and MLflow."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import accuracy_score, precision_recall_curve, precision_recall_fscore_support
+
+from pipeline.config import LABELS, METRICS, MISCLASSIFIED, MODEL, ON_TOPIC, PARAMS, PLOTS_DIR, TEST, load_params, section
+from pipeline.model import load_model, meta_path, predict, write_json
+from pipeline.train import info_path
+
+
+def score(gold: list[str], pred: list[str]) -> dict:
+    """Accuracy, macro-F1, per-label precision/recall/F1, and on-topic vs off-topic as a binary task."""
+    p, r, f, s = precision_recall_fscore_support(gold, pred, labels=list(LABELS), zero_division=0)
+    per_label = {
+        lab: {"precision": round(float(p[i]), 4), "recall": round(float(r[i]), 4), "f1": round(float(f[i]), 4), "support": int(s[i])}
+        for i, lab in enumerate(LABELS)
+    }
+    g_on = [g in ON_TOPIC for g in gold]
+    p_on = [x in ON_TOPIC for x in pred]
+    bp, br, bf, _ = precision_recall_fscore_support(g_on, p_on, average="binary", zero_division=0)
+    return {
+        "n_test": len(gold),
+        "accuracy": round(float(accuracy_score(gold, pred)), 4),
+        "macro_f1": round(float(np.mean(f)), 4),
+        "on_topic": {"precision": round(float(bp), 4), "recall": round(float(br), 4), "f1": round(float(bf), 4)},
+        "per_label": per_label,
+    }
+
+
+def pr_curves(gold: list[str], proba: np.ndarray, classes: list[str], points: int) -> dict[str, pd.DataFrame]:
+    """One-vs-rest precision-recall curve per label, thinned to about `points` points."""
+    curves = {}
+    for j, lab in enumerate(classes):
+        y = np.array([g == lab for g in gold])
+        if not y.any():
+            continue
+        prec, rec, thr = precision_recall_curve(y, proba[:, j])
+        keep = np.unique(np.linspace(0, len(thr) - 1, min(points, len(thr))).astype(int))
+        curves[lab] = pd.DataFrame(
+            {"recall": rec[keep].round(4), "precision": prec[keep].round(4), "threshold": thr[keep].round(4)}
+        )
+    return curves
+
+
+def errors(test: pd.DataFrame, pred: list[str], proba: np.ndarray, classes: list[str]) -> pd.DataFrame:
+    """The misclassified test paragraphs with both labels and the model's probabilities."""
+    col = {c: j for j, c in enumerate(classes)}
+    df = test[["article_id", "paragraph", "hash", "label"]].rename(columns={"label": "gold"})
+    df["predicted"] = pred
+    df["p_predicted"] = proba.max(axis=1).round(4)
+    df["p_gold"] = [round(float(proba[i, col[g]]), 4) for i, g in enumerate(test.label)]
+    df["text"] = test.text
+    return df[df.gold != df.predicted].sort_values("p_predicted", ascending=False)
+
+
+def main(params_path: Path = PARAMS) -> None:
+    from pipeline import tracking  # MLflow only in entry points
+
+    params = load_params(params_path)
+    p = section(params, "evaluate")
+    info = json.loads(info_path(MODEL).read_text(encoding="utf-8"))
+    model, _ = load_model(MODEL, info_path(MODEL))
+    test = pd.read_parquet(TEST)
+    gold = test.label.tolist()
+    pred, proba = predict(model, test.text.tolist())
+    classes = [str(c) for c in model.classes_]
+    metrics = score(gold, pred)
+    write_json(METRICS, metrics)
+
+    PLOTS_DIR.joinpath("pr").mkdir(parents=True, exist_ok=True)
+    pd.DataFrame({"actual": gold, "predicted": pred}).to_csv(PLOTS_DIR / "confusion.csv", index=False)
+    for lab, curve in pr_curves(gold, proba, classes, p["pr_points"]).items():
+        curve.to_csv(PLOTS_DIR / "pr" / f"{lab}.csv", index=False)
+    MISCLASSIFIED.parent.mkdir(parents=True, exist_ok=True)
+    errors(test, pred, proba, classes).to_csv(MISCLASSIFIED, index=False)
+
+    run_id = tracking.log_evaluation(params, info.get("mlflow_run_id"), metrics, [PLOTS_DIR / "confusion.csv", MISCLASSIFIED])
+    write_json(meta_path(MODEL), {**info, "metrics": metrics, "mlflow_run_id": run_id})
+    on = metrics["on_topic"]
+    print(
+        f"evaluate: macro-F1 {metrics['macro_f1']:.3f}, accuracy {metrics['accuracy']:.3f}, "
+        f"on-topic P/R/F1 {on['precision']:.3f}/{on['recall']:.3f}/{on['f1']:.3f} on {len(gold)} test paragraphs -> {METRICS}"
+    )

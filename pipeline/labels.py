@@ -1,0 +1,188 @@
+"""Labels: references to corpus paragraphs (article id, index, hash), validated against the corpus.
+
+A label file is a CSV under `data/labels/` with the columns in `COLUMNS`. `method` is `manual` for
+a label a person decided by reading the paragraph, or `rule:NAME` for a candidate mined by a rule.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipeline.config import LABELS
+from pipeline.text import Article, paragraph_hash, paragraphs
+
+COLUMNS = ("article_id", "paragraph", "hash", "label", "method", "annotator")
+_HASH = re.compile(r"^[0-9a-f]{16}$")
+
+
+class LabelError(Exception):
+    """Label rows that cannot be used; the message names each file and row."""
+
+
+@dataclass(frozen=True)
+class Label:
+    article_id: str
+    paragraph: int
+    hash: str
+    label: str
+    method: str = "manual"
+    annotator: str = ""
+    where: str = ""  # "file:row", for messages
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return (self.article_id, self.paragraph)
+
+
+def parse_rows(rows: Iterable[dict], where: str, first_row: int = 2) -> tuple[list[Label], list[str]]:
+    """Check the form of raw label rows; return the valid labels and one message per bad row."""
+    labels, problems = [], []
+    for n, row in enumerate(rows, first_row):
+        at = f"{where}:{n}"
+        missing = [c for c in ("article_id", "paragraph", "hash", "label") if not (row.get(c) or "").strip()]
+        if missing:
+            problems.append(f"{at}: missing {', '.join(missing)}")
+            continue
+        try:
+            idx = int(row["paragraph"])
+            if idx < 0:
+                raise ValueError
+        except ValueError:
+            problems.append(f"{at}: paragraph must be a whole number >= 0, got {row['paragraph']!r}")
+            continue
+        label = row["label"].strip()
+        if label not in LABELS:
+            problems.append(f"{at}: unknown label {label!r} (expected one of {', '.join(LABELS)})")
+            continue
+        h = row["hash"].strip()
+        if not _HASH.match(h):
+            problems.append(f"{at}: hash must be 16 hex digits, got {h!r}")
+            continue
+        method = (row.get("method") or "manual").strip()
+        if method != "manual" and not method.startswith("rule:"):
+            problems.append(f"{at}: method must be 'manual' or 'rule:NAME', got {method!r}")
+            continue
+        labels.append(Label(row["article_id"].strip(), idx, h, label, method, (row.get("annotator") or "").strip(), at))
+    return labels, problems
+
+
+def read_label_file(path: Path) -> tuple[list[Label], list[str]]:
+    """Read one label CSV; return its labels and the problems found (file and row named)."""
+    try:
+        with open(path, encoding="utf-8", newline="") as f:
+            reader = csv.DictReader(f)
+            absent = [c for c in COLUMNS[:4] if c not in (reader.fieldnames or [])]
+            if absent:
+                return [], [f"{path}:1: header lacks column(s) {', '.join(absent)}"]
+            return parse_rows(reader, str(path))
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        return [], [f"{path}: cannot be read ({e})"]
+
+
+def find_conflicts(labels: Iterable[Label]) -> tuple[list[Label], list[str]]:
+    """Merge repeated references; two rows for one paragraph with different labels are a conflict."""
+    by_key: dict[tuple[str, int], Label] = {}
+    problems = []
+    for lab in labels:
+        seen = by_key.get(lab.key)
+        if seen is None:
+            by_key[lab.key] = lab
+        elif seen.label != lab.label or seen.hash != lab.hash:
+            problems.append(
+                f"{lab.where}: {lab.article_id} paragraph {lab.paragraph} is labeled {lab.label!r} "
+                f"but {seen.where} says {seen.label!r}"
+            )
+    return list(by_key.values()), problems
+
+
+def stale(lab: Label, articles: dict[str, list[str]]) -> str | None:
+    """Why `lab` does not point at an existing paragraph with its recorded hash, or None when it does."""
+    paras = articles.get(lab.article_id)
+    if paras is None:
+        return f"{lab.where}: article {lab.article_id!r} is not in the corpus"
+    if lab.paragraph >= len(paras):
+        return f"{lab.where}: {lab.article_id} has {len(paras)} paragraphs, no index {lab.paragraph}"
+    if paragraph_hash(paras[lab.paragraph]) != lab.hash:
+        return (
+            f"{lab.where}: hash {lab.hash} no longer matches {lab.article_id} paragraph {lab.paragraph} "
+            "(the corpus or the paragraph segmentation changed)"
+        )
+    return None
+
+
+def check_against_corpus(labels: Iterable[Label], articles: dict[str, list[str]]) -> list[str]:
+    """Each label must point at an existing paragraph whose text still has the recorded hash."""
+    return [msg for lab in labels if (msg := stale(lab, articles))]
+
+
+def raise_if(problems: list[str], what: str, limit: int = 20) -> None:
+    """Raise LabelError listing the first `limit` problems, if there are any."""
+    if problems:
+        shown = "\n  ".join(problems[:limit])
+        more = f"\n  ... and {len(problems) - limit} more" if len(problems) > limit else ""
+        raise LabelError(f"{len(problems)} problem(s) in {what}:\n  {shown}{more}")
+
+
+def load_labels(files: list[Path], articles: dict[str, list[str]]) -> list[Label]:
+    """Read, merge and validate label files against the corpus paragraphs; any problem raises LabelError."""
+    if not files:
+        raise LabelError("no label files found")
+    labels, problems = [], []
+    for path in files:
+        rows, bad = read_label_file(path)
+        labels += rows
+        problems += bad
+    merged, conflicts = find_conflicts(labels)
+    problems += conflicts
+    problems += check_against_corpus(merged, articles)
+    raise_if(problems, ", ".join(str(f) for f in files))
+    return merged
+
+
+def article_paragraphs(articles: Iterable[Article], wanted: set[str] | None, max_chars: int) -> dict[str, list[str]]:
+    """Map article id to its paragraphs, for the ids in `wanted` (all when None)."""
+    return {a.id: paragraphs(a.text, max_chars) for a in articles if wanted is None or a.id in wanted}
+
+
+def write_label_file(path: Path, labels: Iterable[Label]) -> None:
+    """Write labels sorted by reference, atomically (a temporary file renamed into place)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rows = sorted(labels, key=lambda lab: (lab.article_id, lab.paragraph))
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            w = csv.writer(f, lineterminator="\n")
+            w.writerow(COLUMNS)
+            for lab in rows:
+                w.writerow([lab.article_id, lab.paragraph, lab.hash, lab.label, lab.method, lab.annotator])
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def merge_into(existing: list[Label], new: list[Label]) -> tuple[list[Label], int, list[str]]:
+    """Add `new` labels to `existing`; return (all labels, how many were added, conflicts).
+
+    A row that repeats an existing label is a no-op, so importing the same batch twice changes nothing.
+    A row that contradicts an existing label is reported and not applied.
+    """
+    by_key = {lab.key: lab for lab in existing}
+    added, conflicts = 0, []
+    for lab in new:
+        seen = by_key.get(lab.key)
+        if seen is None:
+            by_key[lab.key] = lab
+            added += 1
+        elif seen.label != lab.label or seen.hash != lab.hash:
+            conflicts.append(
+                f"{lab.where}: {lab.article_id} paragraph {lab.paragraph} is {lab.label!r} here "
+                f"but already {seen.label!r} in the label set"
+            )
+    return list(by_key.values()), added, conflicts

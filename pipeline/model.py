@@ -1,0 +1,208 @@
+"""The model: one scikit-learn Pipeline from raw paragraph text to calibrated label probabilities.
+
+Normalisation and tokenisation are steps of the pipeline, so training and tagging cannot drift
+apart. The saved file is checked against its recorded sha256 before it is unpickled.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import joblib
+import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import FeatureUnion, Pipeline
+from sklearn.preprocessing import FunctionTransformer
+from sklearn.svm import LinearSVC
+
+from pipeline.text import normalize
+
+FEATURES = ("syllable", "word", "char")
+# \w+ keeps one-letter words ("ở", "là") that scikit-learn's default pattern drops; "_" joins
+# the syllables of an underthesea word, so "mua_bán" stays one token.
+TOKEN_PATTERN = r"(?u)\b\w+\b"
+
+
+class ModelError(Exception):
+    """A model file that is missing, corrupted, or does not match its recorded checksum."""
+
+
+def normalize_all(texts) -> list[str]:
+    """Normalise every text of a batch (the pipeline's first step)."""
+    return [normalize(t) for t in texts]
+
+
+def segment_words(text: str) -> str:
+    """Join the syllables of each Vietnamese word with "_" (underthesea's CRF segmenter)."""
+    from underthesea import word_tokenize  # slow import, only for word-level models
+
+    return word_tokenize(text, format="text")
+
+
+class WordSegmenter(BaseEstimator, TransformerMixin):
+    """Word-segment normalised texts; `cache` maps text to its segmentation during training only.
+
+    The tokenize stage fills the cache once, so retraining with another C does not re-segment.
+    `train` clears it before the model is saved, so tagging always segments for real.
+    """
+
+    def __init__(self, cache: dict | None = None):
+        self.cache = cache
+
+    def fit(self, texts, y=None):
+        return self
+
+    def transform(self, texts):
+        cache = self.cache or {}
+        return [cache.get(t) or segment_words(t) for t in texts]
+
+
+def _tfidf(params: dict, **kw) -> TfidfVectorizer:
+    return TfidfVectorizer(
+        lowercase=True, min_df=params["min_df"], sublinear_tf=params["sublinear_tf"], dtype=np.float32, **kw
+    )
+
+
+def build_features(params: dict, word_cache: dict | None = None):
+    """The feature extractor named by `params['features']`: blocks joined with '+'."""
+    blocks = []
+    for kind in params["features"].split("+"):
+        if kind == "syllable":
+            vec = _tfidf(params, token_pattern=TOKEN_PATTERN, ngram_range=(1, params["ngram_max"]))
+            blocks.append(("syllable", vec))
+        elif kind == "word":
+            vec = _tfidf(params, token_pattern=TOKEN_PATTERN, ngram_range=(1, params["ngram_max"]))
+            blocks.append(("word", Pipeline([("segment", WordSegmenter(word_cache)), ("tfidf", vec)])))
+        elif kind == "char":
+            lo, hi = params["char_ngram"]
+            blocks.append(("char", _tfidf(params, analyzer="char_wb", ngram_range=(lo, hi), max_features=300_000)))
+        else:
+            raise ValueError(f"unknown feature block {kind!r}; expected {' | '.join(FEATURES)} joined with '+'")
+    return blocks[0][1] if len(blocks) == 1 else FeatureUnion(blocks)
+
+
+def build_classifier(params: dict):
+    """A linear classifier with probabilities: logistic regression, or LinearSVC with sigmoid calibration."""
+    weight = params["class_weight"] or None
+    if params["classifier"] == "logreg":
+        return LogisticRegression(C=params["C"], class_weight=weight, max_iter=3000, random_state=params["seed"])
+    if params["classifier"] == "linearsvc":
+        svc = LinearSVC(C=params["C"], class_weight=weight, random_state=params["seed"])
+        return CalibratedClassifierCV(svc, method="sigmoid", cv=3)
+    raise ValueError(f"unknown classifier {params['classifier']!r}; expected logreg | linearsvc")
+
+
+def build_model(params: dict, word_cache: dict | None = None) -> Pipeline:
+    """The whole model: normalise, extract TF-IDF features, classify."""
+    return Pipeline(
+        [
+            ("normalize", FunctionTransformer(normalize_all)),
+            ("features", build_features(params, word_cache)),
+            ("classify", build_classifier(params)),
+        ]
+    )
+
+
+def drop_caches(model: Pipeline) -> Pipeline:
+    """Empty every WordSegmenter cache so the saved model carries no training text."""
+    for _, step in _walk(model):
+        if isinstance(step, WordSegmenter):
+            step.cache = None
+    return model
+
+
+def _walk(est, name=""):
+    yield name, est
+    for attr in ("steps", "transformer_list"):
+        for sub_name, sub in getattr(est, attr, []):
+            yield from _walk(sub, sub_name)
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def meta_path(model_path: Path) -> Path:
+    return Path(model_path).with_suffix(".json")
+
+
+def atomic_write_bytes(path: Path, write) -> None:
+    """Call `write(file)` on a temporary file next to `path`, then rename it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_model(model: Pipeline, path: Path) -> str:
+    """Save the model with joblib, atomically; return the file's sha256 for its metadata."""
+    path = Path(path)
+    atomic_write_bytes(path, lambda f: joblib.dump(drop_caches(model), f, compress=3))
+    return sha256_file(path)
+
+
+def write_json(path: Path, obj) -> None:
+    """Write JSON atomically, keys sorted, so reruns give identical bytes."""
+    data = (json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8")
+    atomic_write_bytes(Path(path), lambda f: f.write(data))
+
+
+def read_meta(model_path: Path, mpath: Path | None = None) -> dict:
+    """Read the metadata file of a model, or raise ModelError saying what is wrong."""
+    mpath = Path(mpath) if mpath else meta_path(model_path)
+    try:
+        meta = json.loads(mpath.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ModelError(f"{mpath}: metadata file missing; a model is only loaded with its recorded sha256") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ModelError(f"{mpath}: metadata is unreadable or corrupted ({e})") from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("sha256"), str):
+        raise ModelError(f"{mpath}: metadata has no sha256 of the model file")
+    return meta
+
+
+def load_model(path: Path, meta_file: Path | None = None) -> tuple[Pipeline, dict]:
+    """Load a saved model after checking its sha256; a joblib file runs code when loaded, so a mismatch refuses.
+
+    The metadata is `model.json` beside the model unless `meta_file` names another.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"{path}: model file not found (run `dvc repro` to train one)")
+    meta = read_meta(path, meta_file)
+    actual = sha256_file(path)
+    if actual != meta["sha256"]:
+        raise ModelError(
+            f"{path}: sha256 {actual[:12]}... does not match {meta['sha256'][:12]}... recorded in "
+            f"its metadata; refusing to unpickle a file that may have been altered or truncated"
+        )
+    try:
+        model = joblib.load(path)
+    except Exception as e:  # a corrupted pickle can fail in many ways
+        raise ModelError(f"{path}: cannot be loaded ({type(e).__name__}: {e})") from None
+    return model, meta
+
+
+def predict(model: Pipeline, texts: list[str]) -> tuple[list[str], np.ndarray]:
+    """Labels and the probability matrix (columns in `model.classes_` order) for a list of texts."""
+    if not texts:
+        return [], np.zeros((0, len(model.classes_)))
+    proba = model.predict_proba(texts)
+    classes = model.classes_
+    return [classes[i] for i in proba.argmax(axis=1)], proba

@@ -1,0 +1,197 @@
+"""Text: reading articles, decoding bytes, paragraphs and Vietnamese normalisation.
+
+Training and tagging both go through these functions, so a paragraph is cut, cleaned and
+hashed the same way everywhere. Labels refer to paragraphs by `paragraph_hash`.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import re
+import unicodedata
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+CORPUS_FILES = ("trafficking", "related", "general")
+
+# Zero-width and bidi marks carry no meaning in news text but split tokens apart.
+_INVISIBLE = re.compile("[\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff\u00ad]")
+# C0/C1 control characters other than tab and newline.
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_SPACES = re.compile(r"\s+")
+_LINES = re.compile(r"\r\n|\r|\n")
+
+# Two accepted spellings put the tone on a different vowel of "oa", "oe", "uy" in an open
+# syllable (hoà / hòa, thuý / thúy). We keep the traditional one that most Vietnamese news uses.
+_TONES = "\u0300\u0301\u0309\u0303\u0323"  # huyền, sắc, hỏi, ngã, nặng
+_TONE_MOVE = re.compile(
+    r"(?<![qQ])([oO])([aAeE])([" + _TONES + r"])(?!\w)|(?<![qQ])([uU])([yY])([" + _TONES + r"])(?!\w)"
+)
+
+
+def _move_tone(m: re.Match) -> str:
+    first, second, tone = (m.group(1), m.group(2), m.group(3)) if m.group(1) else m.group(4, 5, 6)
+    return first + tone + second
+
+
+def normalize(text: str) -> str:
+    """Return `text` in NFC with one tone-mark spelling, no invisible or control characters and single spaces.
+
+    Accents are never stripped. Idempotent: normalize(normalize(x)) == normalize(x).
+    """
+    text = _CONTROL.sub(" ", _INVISIBLE.sub("", text))
+    # Tone placement is fixed on the decomposed form, where the tone is a separate mark.
+    text = unicodedata.normalize("NFD", text)
+    text = _TONE_MOVE.sub(_move_tone, text)
+    text = unicodedata.normalize("NFC", text)
+    return _SPACES.sub(" ", text).strip()
+
+
+def paragraph_hash(paragraph: str) -> str:
+    """Short, stable hash of a normalised paragraph: the key that ties a label to its text."""
+    return hashlib.sha256(normalize(paragraph).encode("utf-8")).hexdigest()[:16]
+
+
+_SENTENCE_END = re.compile(r"[.!?…]+[\"”’'»)\]]*\s+")
+
+
+def split_sentences(line: str, min_chars: int = 40) -> list[str]:
+    """Split a long line at sentence ends; pieces shorter than `min_chars` join the next one.
+
+    A sentence end is terminal punctuation, optional closing quotes, white space, then an
+    upper-case letter, a digit or an opening quote. Short pieces ("I. Quan hệ.", "St.") are
+    merged so that abbreviations do not leave fragments behind.
+    """
+    pieces, start = [], 0
+    for m in _SENTENCE_END.finditer(line):
+        nxt = line[m.end() : m.end() + 1]
+        if nxt and (nxt.isupper() or nxt.isdigit() or nxt in "\"“‘'«(["):
+            pieces.append(line[start : m.end()].strip())
+            start = m.end()
+    pieces.append(line[start:].strip())
+    out: list[str] = []
+    carry = ""
+    for piece in pieces:
+        carry = f"{carry} {piece}".strip() if carry else piece
+        if len(carry) >= min_chars:
+            out.append(carry)
+            carry = ""
+    if carry:
+        if out:
+            out[-1] = f"{out[-1]} {carry}"
+        else:
+            out.append(carry)
+    return [p for p in out if p]
+
+
+def _hard_wrap(piece: str, hard_max: int) -> list[str]:
+    """Cut a piece with no sentence end into chunks of at most `hard_max` characters at spaces."""
+    out = []
+    while len(piece) > hard_max:
+        cut = piece.rfind(" ", 0, hard_max)
+        cut = cut if cut > 0 else hard_max
+        out.append(piece[:cut].strip())
+        piece = piece[cut:].strip()
+    if piece:
+        out.append(piece)
+    return out
+
+
+def paragraphs(text: str, max_chars: int = 1000, hard_max: int = 5000) -> list[str]:
+    """Cut an article into normalised paragraphs: its non-empty lines, long lines split into sentences.
+
+    Lines longer than `max_chars` (the one-line bodies of the `baomoi` source, or a scraped page
+    with no line breaks) are split at sentence ends; anything still longer than `hard_max` is cut at
+    spaces, so one paragraph never grows without bound.
+    """
+    out: list[str] = []
+    for raw in _LINES.split(text):
+        line = normalize(raw)
+        if not line:
+            continue
+        pieces = split_sentences(line) if len(line) > max_chars else [line]
+        for piece in pieces:
+            out.extend(_hard_wrap(piece, hard_max) if len(piece) > hard_max else [piece])
+    return out
+
+
+@dataclass
+class Article:
+    """One article: its id, where it came from, and its raw text."""
+
+    id: str
+    text: str
+    source: str = ""
+    category: str | None = None
+    title: str = ""
+    path: str = ""
+    extra: dict = field(default_factory=dict)
+
+
+class CorpusError(Exception):
+    """The corpus or an input file cannot be read; the message names the path (and line)."""
+
+
+def read_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
+    """Yield (line number, record) from a .jsonl or .jsonl.gz file; a bad line raises CorpusError."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rt", encoding="utf-8") as f:
+            for lineno, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    rec = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise CorpusError(f"{path}:{lineno}: malformed JSON ({e.msg})") from None
+                if not isinstance(rec, dict) or not isinstance(rec.get("text"), str) or "id" not in rec:
+                    raise CorpusError(f"{path}:{lineno}: a record needs a string 'text' and an 'id'")
+                yield lineno, rec
+    except (OSError, EOFError, UnicodeDecodeError) as e:
+        raise CorpusError(f"{path}: cannot be read ({e})") from None
+
+
+def corpus_path(corpus_dir: str | Path) -> Path:
+    """Return the corpus folder, or raise CorpusError naming the path if it is missing."""
+    path = Path(corpus_dir).expanduser()
+    if not (path / f"{CORPUS_FILES[0]}.jsonl.gz").is_file():
+        raise CorpusError(
+            f"corpus not found at {path.resolve()}: expected {CORPUS_FILES[0]}.jsonl.gz there "
+            "(set corpus.dir in configs/params.yaml)"
+        )
+    return path
+
+
+def read_corpus(corpus_dir: str | Path, files: tuple[str, ...] = (*CORPUS_FILES, "seeds")) -> Iterator[Article]:
+    """Yield the articles of the named corpus files (`seeds` is the folder of raw .txt articles)."""
+    root = corpus_path(corpus_dir)
+    for name in files:
+        if name == "seeds":
+            for p in sorted((root / "seeds").glob("*.txt")):
+                text = p.read_text(encoding="utf-8")
+                title = next((normalize(line) for line in _LINES.split(text) if line.strip()), "")
+                yield Article(id=f"seeds/{p.stem}", text=text, source="seeds", title=title, path=str(p))
+            continue
+        path = root / f"{name}.jsonl.gz"
+        if not path.is_file():
+            raise CorpusError(f"corpus file missing: {path.resolve()}")
+        for _, rec in read_jsonl(path):
+            yield Article(
+                id=str(rec["id"]),
+                text=rec["text"],
+                source=rec.get("source") or name,
+                category=rec.get("category"),
+                title=rec.get("title") or "",
+                path=name,
+            )
+
+
+_TOKEN = re.compile(r"\w+")
+
+
+def syllables(text: str) -> list[str]:
+    """Lower-cased syllables (words of letters and digits), one-letter words such as "ở" kept."""
+    return _TOKEN.findall(text.lower())
