@@ -1,0 +1,80 @@
+"""Unit tests of label validation: every bad row is named with its file and row."""
+
+import pytest
+
+from pipeline.labels import COLUMNS, Label, LabelError, load_labels, merge_into, read_label_file, write_label_file
+from pipeline.text import paragraph_hash
+
+ARTICLES = {
+    "a/1": ["Công an triệt phá đường dây mua bán người.", "Giá xăng tăng nhẹ."],
+    "a/2": ["Các nạn nhân được hỗ trợ tái hòa nhập cộng đồng."],
+}
+
+
+def row(article="a/1", idx=0, label="cooperation", h=None, method="manual"):
+    h = h or paragraph_hash(ARTICLES.get(article, ["x"] * (idx + 1))[idx] if article in ARTICLES else "x")
+    return ",".join([article, str(idx), h, label, method, "tester"])
+
+
+def write(tmp_path, *rows, name="labels.csv"):
+    path = tmp_path / name
+    path.write_text(",".join(COLUMNS) + "\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    return path
+
+
+def test_valid_labels_load(tmp_path):
+    path = write(tmp_path, row(), row(idx=1, label="off_topic"), row("a/2", 0, "victim_support"))
+    labels = load_labels([path], ARTICLES)
+    assert {(lab.article_id, lab.paragraph, lab.label) for lab in labels} == {
+        ("a/1", 0, "cooperation"),
+        ("a/1", 1, "off_topic"),
+        ("a/2", 0, "victim_support"),
+    }
+
+
+@pytest.mark.parametrize(
+    ("bad_row", "message"),
+    [
+        (row(label="trafficking"), "unknown label 'trafficking'"),
+        (row(article="a/9"), "article 'a/9' is not in the corpus"),
+        (row(idx=5, h="0" * 16), "has 2 paragraphs, no index 5"),
+        (row(h="0123456789abcdef"), "no longer matches"),
+        (row(h="xyz"), "hash must be 16 hex digits"),
+        ("a/1,one," + "0" * 16 + ",off_topic,manual,", "paragraph must be a whole number"),
+        ("a/1,0,,off_topic,manual,", "missing hash"),
+        (row(method="guess"), "method must be 'manual' or 'rule:NAME'"),
+    ],
+)
+def test_bad_row_stops_with_file_and_row(tmp_path, bad_row, message):
+    path = write(tmp_path, row("a/2", 0, "victim_support"), bad_row)
+    with pytest.raises(LabelError, match=message) as err:
+        load_labels([path], ARTICLES)
+    assert f"{path}:3" in str(err.value)
+
+
+def test_disagreeing_rows_are_a_conflict(tmp_path):
+    one = write(tmp_path, row(label="cooperation"), name="one.csv")
+    two = write(tmp_path, row(label="statistics"), name="two.csv")
+    with pytest.raises(LabelError, match="labeled 'statistics' but .*one.csv:2 says 'cooperation'"):
+        load_labels([one, two], ARTICLES)
+
+
+def test_missing_header_column(tmp_path):
+    path = tmp_path / "x.csv"
+    path.write_text("article_id,paragraph\na/1,0\n", encoding="utf-8")
+    labels, problems = read_label_file(path)
+    assert not labels and "header lacks column(s) hash, label" in problems[0]
+
+
+def test_merge_is_idempotent_and_reports_conflicts(tmp_path):
+    h = paragraph_hash(ARTICLES["a/1"][0])
+    base = [Label("a/1", 0, h, "cooperation")]
+    merged, added, conflicts = merge_into(base, [Label("a/1", 0, h, "cooperation")])
+    assert (len(merged), added, conflicts) == (1, 0, [])
+    merged, added, conflicts = merge_into(base, [Label("a/1", 0, h, "off_topic", where="b:3")])
+    assert added == 0 and "b:3" in conflicts[0]
+    path = tmp_path / "out.csv"
+    write_label_file(path, merged)
+    first = path.read_bytes()
+    write_label_file(path, read_label_file(path)[0])
+    assert path.read_bytes() == first
