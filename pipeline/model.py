@@ -206,3 +206,46 @@ def predict(model: Pipeline, texts: list[str]) -> tuple[list[str], np.ndarray]:
     proba = model.predict_proba(texts)
     classes = model.classes_
     return [classes[i] for i in proba.argmax(axis=1)], proba
+
+
+def predict_articles(model, articles: list[list[str]]) -> list[np.ndarray]:
+    """One probability matrix (paragraphs x `model.classes_`) per article, in one batched call.
+
+    A context model (which reads neighbouring paragraphs) provides `predict_proba_articles`;
+    a paragraph-only pipeline scores all paragraphs of all articles together.
+    """
+    if hasattr(model, "predict_proba_articles"):
+        return model.predict_proba_articles(articles)
+    flat = [p for art in articles for p in art]
+    proba = model.predict_proba(flat) if flat else np.zeros((0, len(model.classes_)))
+    bounds = np.cumsum([0] + [len(a) for a in articles])
+    return [proba[bounds[i] : bounds[i + 1]] for i in range(len(articles))]
+
+
+def paragraph_model(model) -> Pipeline:
+    """The paragraph-level pipeline inside `model` (the model itself, or a context model's first pass)."""
+    return getattr(model, "paragraph_model_", model)
+
+
+def top_terms(model, texts: list[str], labels: list[str], k: int) -> list[list[tuple[str, float]]]:
+    """For each text, the `k` n-grams that pushed it most towards its label (tf-idf value x class weight).
+
+    Read from the paragraph pipeline's linear weights; with a calibrated LinearSVC, the mean
+    weight over the calibration folds.
+    """
+    pipe = paragraph_model(model)
+    feats, clf = pipe.named_steps["features"], pipe.named_steps["classify"]
+    if hasattr(clf, "calibrated_classifiers_"):
+        coef = np.mean([c.estimator.coef_ for c in clf.calibrated_classifiers_], axis=0)
+    else:
+        coef = clf.coef_
+    names = feats.get_feature_names_out()
+    X = feats.transform(pipe.named_steps["normalize"].transform(texts)).tocsr()
+    row_of = {c: i for i, c in enumerate(clf.classes_)}
+    out = []
+    for i, label in enumerate(labels):
+        row = X.getrow(i)
+        contrib = row.data * coef[row_of[label], row.indices]
+        order = np.argsort(-contrib)[:k]
+        out.append([(str(names[row.indices[j]]), round(float(contrib[j]), 4)) for j in order if contrib[j] > 0])
+    return out
