@@ -7,6 +7,7 @@ writes one line per paragraph, `KEY INDEX CODE`, with CODE one of C, V, S, O.
 
 from __future__ import annotations
 
+import csv
 import json
 import random
 import re
@@ -198,9 +199,16 @@ def stats(params_path: Path, labels_dir: Path = Path("data/labels")) -> int:
     if second.exists():
         other = {lab.key: lab.label for lab in read_label_file(second)[0]}
         first = {lab.key: lab.label for lab in main_labels if lab.key in other}
+        # Agreement is between the two independent passes, before disagreements were adjudicated.
+        adjudicated = labels_dir / "agreement" / "adjudication.csv"
+        if adjudicated.exists():
+            with open(adjudicated, encoding="utf-8", newline="") as f:
+                for row in csv.DictReader(f):
+                    first[(row["article_id"], int(row["paragraph"]))] = row["first"]
         keys = sorted(first)
         a, b = [first[k] for k in keys], [other[k] for k in keys]
-        print(f"agreement on {len(keys)} double-labeled paragraphs: Cohen's kappa {cohen_kappa_score(a, b):.3f}")
+        agree = sum(x == y for x, y in zip(a, b, strict=True))
+        print(f"agreement on {len(keys)} double-labeled paragraphs: {agree / len(keys):.1%} identical, Cohen's kappa {cohen_kappa_score(a, b):.3f}")
         for lab in LABELS:
             ka = cohen_kappa_score([x == lab for x in a], [x == lab for x in b])
             print(f"  {lab:15s} kappa {ka:.3f} (first {a.count(lab)}, second {b.count(lab)})")

@@ -9,6 +9,7 @@ import yaml
 PARAMS = Path("configs/params.yaml")
 LABELS_DIR = Path("data/labels")
 PREPARED = Path("data/prepared/labeled.parquet")
+ARTICLES = Path("data/prepared/articles.parquet")
 TRAIN = Path("data/split/train.parquet")
 TEST = Path("data/split/test.parquet")
 TOKENS = Path("data/tokens/words.parquet")

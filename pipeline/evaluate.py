@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import accuracy_score, precision_recall_curve, precision_recall_fscore_support
 
-from pipeline.config import LABELS, METRICS, MISCLASSIFIED, MODEL, ON_TOPIC, PARAMS, PLOTS_DIR, TEST, load_params, section
-from pipeline.model import load_model, meta_path, predict, write_json
-from pipeline.train import info_path
+from pipeline.config import ARTICLES, LABELS, METRICS, MISCLASSIFIED, MODEL, ON_TOPIC, PARAMS, PLOTS_DIR, TEST, load_params, section
+from pipeline.model import load_model, meta_path, predict_articles, write_json
+from pipeline.train import article_lists, info_path
 
 
 def score(gold: list[str], pred: list[str]) -> dict:
@@ -59,6 +59,15 @@ def errors(test: pd.DataFrame, pred: list[str], proba: np.ndarray, classes: list
     return df[df.gold != df.predicted].sort_values("p_predicted", ascending=False)
 
 
+def predict_in_context(model, test: pd.DataFrame, articles: pd.DataFrame) -> tuple[list[str], np.ndarray]:
+    """Score the test paragraphs inside their whole articles, as tagging does; rows in `test` order."""
+    ids, paras, _ = article_lists(articles, test)
+    probas = predict_articles(model, paras)
+    row = {(aid, i): probas[k][i] for k, aid in enumerate(ids) for i in range(len(paras[k]))}
+    proba = np.array([row[(a, i)] for a, i in zip(test.article_id, test.paragraph, strict=True)])
+    return [str(model.classes_[j]) for j in proba.argmax(axis=1)], proba
+
+
 def main(params_path: Path = PARAMS) -> None:
     from pipeline import tracking  # MLflow only in entry points
 
@@ -68,7 +77,7 @@ def main(params_path: Path = PARAMS) -> None:
     model, _ = load_model(MODEL, info_path(MODEL))
     test = pd.read_parquet(TEST)
     gold = test.label.tolist()
-    pred, proba = predict(model, test.text.tolist())
+    pred, proba = predict_in_context(model, test, pd.read_parquet(ARTICLES))
     classes = [str(c) for c in model.classes_]
     metrics = score(gold, pred)
     write_json(METRICS, metrics)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import joblib
 import numpy as np
-from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
@@ -110,8 +110,12 @@ def build_model(params: dict, word_cache: dict | None = None) -> Pipeline:
     )
 
 
-def drop_caches(model: Pipeline) -> Pipeline:
+def drop_caches(model):
     """Empty every WordSegmenter cache so the saved model carries no training text."""
+    if isinstance(model, ContextModel):
+        model.word_cache = None
+        drop_caches(model.paragraph_model_)
+        return model
     for _, step in _walk(model):
         if isinstance(step, WordSegmenter):
             step.cache = None
@@ -249,3 +253,110 @@ def top_terms(model, texts: list[str], labels: list[str], k: int) -> list[list[t
         order = np.argsort(-contrib)[:k]
         out.append([(str(names[row.indices[j]]), round(float(contrib[j]), 4)) for j in order if contrib[j] > 0])
     return out
+
+
+def article_score(p_on: np.ndarray, top_k: int) -> float:
+    """How on-topic an article is: the mean of its `top_k` highest on-topic probabilities."""
+    if not len(p_on):
+        return 0.0
+    return float(np.sort(p_on)[-top_k:].mean())
+
+
+class ContextModel(BaseEstimator, ClassifierMixin):
+    """Two passes over an article: a paragraph model, then a model that also reads the article and the neighbours.
+
+    The second pass sees, per paragraph: its TF-IDF block; the same block times the article score
+    (so a word can mean more inside a trafficking article); the previous and next paragraphs'
+    blocks; and the first-pass probabilities of the paragraph and its neighbours. During training the
+    first-pass probabilities are out-of-fold, grouped by article, so the second pass never learns
+    from probabilities the first pass made on its own training labels.
+    """
+
+    def __init__(self, params: dict, cv: int = 5, top_k: int = 3, word_cache: dict | None = None):
+        self.params = params
+        self.cv = cv
+        self.top_k = top_k
+        self.word_cache = word_cache
+
+    # -- features ---------------------------------------------------------------------------
+    def _blocks(self, X, P, bounds):
+        """Second-pass design matrix from paragraph features X, first-pass probabilities P and article bounds."""
+        from scipy import sparse
+
+        n = X.shape[0]
+        on = 1.0 - P[:, self.off_index_]
+        score = np.zeros(n, dtype=np.float32)
+        prev_idx, next_idx = np.arange(n) - 1, np.arange(n) + 1
+        has_prev, has_next = np.ones(n, bool), np.ones(n, bool)
+        for a, b in zip(bounds[:-1], bounds[1:], strict=True):
+            if b > a:
+                score[a:b] = article_score(on[a:b], self.top_k)
+                has_prev[a], has_next[b - 1] = False, False
+        prev_idx, next_idx = np.where(has_prev, prev_idx, 0), np.where(has_next, next_idx, 0)
+        zero_prev = sparse.diags(has_prev.astype(np.float32))
+        zero_next = sparse.diags(has_next.astype(np.float32))
+        X_prev = zero_prev @ X[prev_idx]
+        X_next = zero_next @ X[next_idx]
+        P_prev = P[prev_idx] * has_prev[:, None]
+        P_next = P[next_idx] * has_next[:, None]
+        dense = np.hstack([P, P_prev, P_next, score[:, None]]).astype(np.float32)
+        return sparse.hstack([X, sparse.diags(score) @ X, X_prev, X_next, sparse.csr_matrix(dense)]).tocsr()
+
+    # -- training ---------------------------------------------------------------------------
+    def fit(self, articles: list[list[str]], labels: list[list[str | None]]):
+        """Fit on whole articles; `labels` holds one label or None (unlabeled neighbour) per paragraph."""
+        from sklearn.model_selection import GroupKFold
+
+        flat = [p for art in articles for p in art]
+        y = np.array([lab for labs in labels for lab in labs], dtype=object)
+        group = np.repeat(np.arange(len(articles)), [len(a) for a in articles])
+        bounds = np.cumsum([0] + [len(a) for a in articles])
+        known = np.array([lab is not None for lab in y])
+        texts = np.array(flat, dtype=object)
+
+        self.paragraph_model_ = build_model(self.params, self.word_cache)
+        self.paragraph_model_.fit(texts[known].tolist(), y[known].tolist())
+        self.classes_ = self.paragraph_model_.classes_
+        self.off_index_ = list(self.classes_).index("off_topic")
+
+        # Out-of-fold first pass for every paragraph, labeled or not, grouped by article.
+        P = np.zeros((len(flat), len(self.classes_)))
+        folds = GroupKFold(n_splits=self.cv)
+        for tr, _ in folds.split(texts[known], y[known], group[known]):
+            tr_articles = set(group[known][tr])
+            held = ~np.isin(group, list(tr_articles))
+            fold_model = build_model(self.params, self.word_cache)
+            fold_model.fit(texts[known][tr].tolist(), y[known][tr].tolist())
+            P[held] = fold_model.predict_proba(texts[held].tolist())
+
+        X = self._features(flat)
+        Z = self._blocks(X, P, bounds)
+        self.context_clf_ = build_classifier(self.params)
+        self.context_clf_.fit(Z[known], y[known])
+        return self
+
+    # -- prediction -------------------------------------------------------------------------
+    def _features(self, texts: list[str]):
+        steps = self.paragraph_model_.named_steps
+        return steps["features"].transform(steps["normalize"].transform(texts)).tocsr()
+
+    def _first_pass(self, X):
+        return self.paragraph_model_.named_steps["classify"].predict_proba(X)
+
+    def predict_proba_articles(self, articles: list[list[str]]) -> list[np.ndarray]:
+        """One probability matrix per article, columns in `classes_` order."""
+        flat = [p for art in articles for p in art]
+        bounds = np.cumsum([0] + [len(a) for a in articles])
+        if not flat:
+            return [np.zeros((0, len(self.classes_))) for _ in articles]
+        X = self._features(flat)
+        proba = self.context_clf_.predict_proba(self._blocks(X, self._first_pass(X), bounds))
+        return [proba[bounds[i] : bounds[i + 1]] for i in range(len(articles))]
+
+    def predict_proba(self, texts: list[str]) -> np.ndarray:
+        """Each text scored as a one-paragraph article (the article score then comes from the paragraph alone)."""
+        texts = list(texts)
+        return np.vstack(self.predict_proba_articles([[t] for t in texts])) if texts else np.zeros((0, len(self.classes_)))
+
+    def predict(self, texts: list[str]) -> np.ndarray:
+        return self.classes_[self.predict_proba(texts).argmax(axis=1)]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipeline.config import LABELS_DIR, PARAMS, PREPARED, load_params, section
+from pipeline.config import ARTICLES, LABELS_DIR, PARAMS, PREPARED, load_params, section
 from pipeline.labels import Label, load_labels, read_label_file
 from pipeline.text import paragraphs, read_corpus
 
@@ -42,6 +42,12 @@ def join(labels: list[Label], paras: dict[str, list[str]], origin: dict[str, tup
     return pd.DataFrame(rows).sort_values(["article_id", "paragraph"], ignore_index=True)
 
 
+def articles_table(paras: dict[str, list[str]]) -> pd.DataFrame:
+    """Every paragraph of every labeled article, labeled or not: the context the second pass reads."""
+    rows = [(aid, i, text) for aid in sorted(paras) for i, text in enumerate(paras[aid])]
+    return pd.DataFrame(rows, columns=["article_id", "paragraph", "text"])
+
+
 def main(params_path: Path = PARAMS) -> None:
     params = load_params(params_path)
     corpus, prep = section(params, "corpus"), section(params, "prepare")
@@ -57,6 +63,7 @@ def main(params_path: Path = PARAMS) -> None:
     df = join(labels, paras, origin)
     PREPARED.parent.mkdir(parents=True, exist_ok=True)
     df.to_parquet(PREPARED, index=False)
+    articles_table(paras).to_parquet(ARTICLES, index=False)
     counts = df.groupby(["method", "label"]).size().to_dict()
     print(f"prepare: {len(df)} labeled paragraphs from {df.article_id.nunique()} articles -> {PREPARED}")
     for (method, label), n in sorted(counts.items()):

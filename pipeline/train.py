@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipeline.config import MODEL, PARAMS, TOKENS, TRAIN, load_params, section
-from pipeline.model import build_model, save_model, write_json
+from pipeline.config import ARTICLES, MODEL, PARAMS, TOKENS, TRAIN, load_params, section
+from pipeline.model import ContextModel, build_model, save_model, write_json
 
 
 def data_hash(df: pd.DataFrame) -> str:
@@ -18,11 +18,28 @@ def data_hash(df: pd.DataFrame) -> str:
     return hashlib.sha256("\n".join(sorted(rows)).encode("utf-8")).hexdigest()[:16]
 
 
-def fit(train: pd.DataFrame, params: dict, word_cache: dict | None = None):
-    """Fit a fresh model on the training rows; return it with the seconds it took."""
-    model = build_model(params, word_cache)
+def article_lists(articles: pd.DataFrame, labeled: pd.DataFrame) -> tuple[list[str], list[list[str]], list[list]]:
+    """The articles that `labeled` touches, in id order: their ids, paragraphs, and labels (None where unlabeled)."""
+    gold = dict(zip(zip(labeled.article_id, labeled.paragraph, strict=True), labeled.label, strict=True))
+    part = articles[articles.article_id.isin(set(labeled.article_id))].sort_values(["article_id", "paragraph"])
+    ids, paras, labels = [], [], []
+    for aid, group in part.groupby("article_id", sort=True):
+        ids.append(aid)
+        paras.append(group.text.tolist())
+        labels.append([gold.get((aid, i)) for i in group.paragraph])
+    return ids, paras, labels
+
+
+def fit(train: pd.DataFrame, articles: pd.DataFrame, params: dict, word_cache: dict | None = None):
+    """Fit a fresh model on the training rows (in their articles, for the context model); return it and the seconds."""
     start = time.perf_counter()
-    model.fit(train.text.tolist(), train.label.tolist())
+    if params["context"]:
+        _, paras, labels = article_lists(articles, train)
+        model = ContextModel(params, cv=params["context_folds"], top_k=params["top_k"], word_cache=word_cache)
+        model.fit(paras, labels)
+    else:
+        model = build_model(params, word_cache)
+        model.fit(train.text.tolist(), train.label.tolist())
     return model, time.perf_counter() - start
 
 
@@ -44,7 +61,7 @@ def main(params_path: Path = PARAMS) -> None:
     params = load_params(params_path)
     p = section(params, "train")
     train = pd.read_parquet(TRAIN)
-    model, seconds = fit(train, p, read_word_cache(p))
+    model, seconds = fit(train, pd.read_parquet(ARTICLES), p, read_word_cache(p))
     info = {
         "labels": [str(c) for c in model.classes_],
         "params": p,
@@ -57,4 +74,5 @@ def main(params_path: Path = PARAMS) -> None:
     info["git_commit"] = tracking.git_commit()
     info["mlflow_run_id"] = tracking.log_training(params, info, MODEL)
     write_json(info_path(MODEL), info)
-    print(f"train: {p['features']} + {p['classifier']} (C={p['C']}) on {len(train)} paragraphs in {seconds:.1f}s -> {MODEL}")
+    kind = "context model" if p["context"] else "paragraph model"
+    print(f"train: {kind}, {p['features']} + {p['classifier']} (C={p['C']}) on {len(train)} paragraphs in {seconds:.1f}s -> {MODEL}")
