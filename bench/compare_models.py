@@ -57,7 +57,10 @@ def main() -> None:
         start = time.perf_counter()
         predict(model, texts)
         speed = len(texts) / (time.perf_counter() - start)
-        print(f"| {feats} | {clf} | {s['macro_f1']:.3f} | {s['on_topic']['f1']:.3f} | {seconds:.1f} | {speed:,.0f} |", flush=True)
+        print(
+            f"| {feats} | {clf} | {s['macro_f1']:.3f} | {s['on_topic']['f1']:.3f} | {seconds:.1f} | {speed:,.0f} |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

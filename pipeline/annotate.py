@@ -37,7 +37,9 @@ def plan_batches(articles: list[Article], max_paragraphs: int, seed: int) -> lis
 
 def render_batch(name: str, articles: list[Article]) -> tuple[str, dict]:
     """Return the readable batch text and its manifest."""
-    lines = [f"# batch {name}: {len(articles)} articles. Answer file: {name}.labels.txt, one line per paragraph: KEY INDEX CODE"]
+    lines = [
+        f"# batch {name}: {len(articles)} articles. Answer file: {name}.labels.txt, one line per paragraph: KEY INDEX CODE"
+    ]
     manifest = {"batch": name, "articles": {}}
     for i, art in enumerate(articles, 1):
         key = f"A{i}"
@@ -135,7 +137,15 @@ def import_batches(answer_files: list[Path], annotator: str, into: Path, params_
         rows, bad = read_answers(path, manifest)
         problems += bad
         new += [
-            Label(r["article_id"], r["paragraph"], r["hash"], r["label"], "manual", annotator, f"{path}:{manifest['batch']}")
+            Label(
+                r["article_id"],
+                r["paragraph"],
+                r["hash"],
+                r["label"],
+                "manual",
+                annotator,
+                f"{path}:{manifest['batch']}",
+            )
             for r in rows
         ]
     paras = article_paragraphs(read_corpus(corpus_dir), {lab.article_id for lab in new}, max_chars)
@@ -208,8 +218,194 @@ def stats(params_path: Path, labels_dir: Path = Path("data/labels")) -> int:
         keys = sorted(first)
         a, b = [first[k] for k in keys], [other[k] for k in keys]
         agree = sum(x == y for x, y in zip(a, b, strict=True))
-        print(f"agreement on {len(keys)} double-labeled paragraphs: {agree / len(keys):.1%} identical, Cohen's kappa {cohen_kappa_score(a, b):.3f}")
+        print(
+            f"agreement on {len(keys)} double-labeled paragraphs: {agree / len(keys):.1%} identical, Cohen's kappa {cohen_kappa_score(a, b):.3f}"
+        )
         for lab in LABELS:
             ka = cohen_kappa_score([x == lab for x in a], [x == lab for x in b])
             print(f"  {lab:15s} kappa {ka:.3f} (first {a.count(lab)}, second {b.count(lab)})")
     return 0
+
+
+def near_duplicate_key(text: str) -> str:
+    """Text reduced to lower-case syllables with digits masked: equal keys are exact or near duplicates."""
+    from pipeline.text import syllables
+
+    return " ".join(re.sub(r"\d", "0", s) for s in syllables(text))
+
+
+def margins(proba) -> list[float]:
+    """Top probability minus the runner-up: small means the model is unsure."""
+    import numpy as np
+
+    top2 = np.sort(proba, axis=1)[:, -2:]
+    return (top2[:, 1] - top2[:, 0]).tolist()
+
+
+def pick_uncertain(candidates: list[dict], n: int, per_article: int) -> list[dict]:
+    """The `n` least certain candidates, at most `per_article` from one article, sources taken in turn, no duplicates."""
+    by_source: dict[str, list[dict]] = {}
+    for c in sorted(candidates, key=lambda c: (c["margin"], c["article_id"], c["paragraph"])):
+        by_source.setdefault(c["source"], []).append(c)
+    chosen, seen_keys, per = [], set(), {}
+    queues = [iter(v) for _, v in sorted(by_source.items())]
+    while len(chosen) < n and queues:
+        for q in list(queues):
+            for c in q:
+                key = near_duplicate_key(c["text"])
+                if key in seen_keys or per.get(c["article_id"], 0) >= per_article:
+                    continue
+                seen_keys.add(key)
+                per[c["article_id"]] = per.get(c["article_id"], 0) + 1
+                chosen.append(c)
+                break
+            else:
+                queues.remove(q)
+            if len(chosen) >= n:
+                break
+    return chosen
+
+
+def queue(n: int, pool: int, per_article: int, seed: int, model_path: Path, out: Path, params_path: Path) -> int:
+    """Write the next `n` paragraphs worth labeling: unlabeled corpus articles where the model is least sure."""
+    from pipeline.labels import read_label_file
+    from pipeline.model import load_model, predict_articles
+    from pipeline.text import read_corpus
+
+    corpus_dir, max_chars = _params(params_path)
+    labeled = {
+        lab.article_id
+        for f in Path("data/labels").glob("*.csv")
+        for lab in read_label_file(f)[0]
+        if lab.method == "manual"
+    }
+    arts = [a for a in read_corpus(corpus_dir, ("trafficking", "related", "general")) if a.id not in labeled]
+    rng = random.Random(seed)
+    arts = rng.sample(arts, min(pool, len(arts)))
+    paras = [paragraphs(a.text, max_chars) for a in arts]
+    model, _ = load_model(model_path)
+    candidates = []
+    for art, ps, proba in zip(arts, paras, predict_articles(model, paras), strict=True):
+        for i, (text, m) in enumerate(zip(ps, margins(proba) if len(ps) else [], strict=True)):
+            candidates.append(
+                {
+                    "article_id": art.id,
+                    "paragraph": i,
+                    "hash": paragraph_hash(text),
+                    "source": art.path,
+                    "margin": round(m, 4),
+                    "text": text,
+                }
+            )
+    chosen = pick_uncertain(candidates, n, per_article)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out, "w", encoding="utf-8") as f:
+        for c in chosen:
+            f.write(json.dumps({k: v for k, v in c.items() if k != "text"}, ensure_ascii=False) + "\n")
+    print(
+        f"queue: {len(chosen)} paragraphs from {len({c['article_id'] for c in chosen})} articles "
+        f"(of {len(candidates)} scored in {len(arts)} unlabeled articles) -> {out}"
+    )
+    return 0
+
+
+def export(queue_file: Path, out: Path, params_path: Path) -> int:
+    """Write a queued batch for annotators, with each paragraph's text and its neighbours as context (JSONL or CSV)."""
+    import pandas as pd
+
+    from pipeline.text import read_corpus
+
+    corpus_dir, max_chars = _params(params_path)
+    rows = [json.loads(line) for line in queue_file.read_text(encoding="utf-8").splitlines() if line.strip()]
+    wanted = {r["article_id"] for r in rows}
+    paras = {
+        a.id: paragraphs(a.text, max_chars)
+        for a in read_corpus(corpus_dir, ("trafficking", "related", "general", "seeds"))
+        if a.id in wanted
+    }
+    out_rows = []
+    for r in rows:
+        ps, i = paras[r["article_id"]], r["paragraph"]
+        out_rows.append(
+            {
+                "article_id": r["article_id"],
+                "paragraph": i,
+                "hash": r["hash"],
+                "label": "",
+                "annotator": "",
+                "previous": ps[i - 1] if i > 0 else "",
+                "text": ps[i],
+                "next": ps[i + 1] if i + 1 < len(ps) else "",
+            }
+        )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix == ".csv":
+        pd.DataFrame(out_rows).to_csv(out, index=False)
+    else:
+        out.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in out_rows), encoding="utf-8")
+    print(
+        f"export: {len(out_rows)} paragraphs with context -> {out} (fill in `label` and `annotator`, then `label import`)"
+    )
+    return 0
+
+
+def read_batch_rows(path: Path) -> tuple[list[tuple[int, dict]], list[str]]:
+    """Rows of a labeled batch (JSONL or CSV) with their line numbers; malformed lines are problems."""
+    rows, problems = [], []
+    try:
+        if path.suffix == ".csv":
+            with open(path, encoding="utf-8", newline="") as f:
+                rows = [(n, dict(r)) for n, r in enumerate(csv.DictReader(f), 2)]
+        else:
+            for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+                if not line.strip():
+                    continue
+                try:
+                    rec = json.loads(line)
+                except json.JSONDecodeError as e:
+                    problems.append(f"{path}:{n}: malformed JSON ({e.msg})")
+                    continue
+                if not isinstance(rec, dict):
+                    problems.append(f"{path}:{n}: expected a JSON object")
+                    continue
+                rows.append((n, {k: "" if v is None else str(v) for k, v in rec.items()}))
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        problems.append(f"{path}: cannot be read ({e})")
+    return rows, problems
+
+
+def import_file(path: Path, annotator: str, into: Path, params_path: Path) -> int:
+    """Validate a labeled batch (JSONL or CSV: article_id, paragraph, hash, label) and merge it into the label set.
+
+    Unknown labels, stale hashes, conflicts and malformed lines are reported with their line
+    numbers; valid rows are kept; importing the same batch again changes nothing.
+    """
+    from pipeline.labels import article_paragraphs, merge_into, parse_rows, read_label_file, stale, write_label_file
+    from pipeline.text import read_corpus
+
+    corpus_dir, max_chars = _params(params_path)
+    numbered, problems = read_batch_rows(path)
+    labels = []
+    for n, row in numbered:
+        if not (row.get("label") or "").strip():
+            problems.append(f"{path}:{n}: no label given")
+            continue
+        row = {**row, "method": "manual", "annotator": row.get("annotator") or annotator}
+        good, bad = parse_rows([row], str(path), first_row=n)
+        labels += good
+        problems += bad
+    paras = article_paragraphs(read_corpus(corpus_dir), {lab.article_id for lab in labels}, max_chars)
+    current = []
+    for lab in labels:
+        why = stale(lab, paras)
+        problems += [why] if why else []
+        current += [] if why else [lab]
+    existing, bad = read_label_file(into) if into.exists() else ([], [])
+    merged, added, conflicts = merge_into(existing, current)
+    problems += bad + conflicts
+    if added:
+        write_label_file(into, merged)
+    for p in problems:
+        print(p, file=sys.stderr)
+    print(f"import: {added} label(s) added to {into} ({len(merged)} in all), {len(problems)} problem(s)")
+    return 1 if problems else 0

@@ -16,6 +16,7 @@ TOKENS = Path("data/tokens/words.parquet")
 MODEL = Path("models/model.joblib")
 METRICS = Path("metrics/scores.json")
 PLOTS_DIR = Path("metrics/plots")
+LEARNING_CURVE = PLOTS_DIR / "learning_curve.csv"
 MISCLASSIFIED = Path("data/evaluate/misclassified.csv")
 SEEDS_OUT = Path("data/tagged/seeds.jsonl")
 SEEDS_SUMMARY = Path("data/tagged/seeds_summary.json")

@@ -272,10 +272,11 @@ class ContextModel(BaseEstimator, ClassifierMixin):
     from probabilities the first pass made on its own training labels.
     """
 
-    def __init__(self, params: dict, cv: int = 5, top_k: int = 3, word_cache: dict | None = None):
+    def __init__(self, params: dict, cv: int = 5, top_k: int = 3, title: bool = False, word_cache: dict | None = None):
         self.params = params
         self.cv = cv
         self.top_k = top_k
+        self.title = title
         self.word_cache = word_cache
 
     # -- features ---------------------------------------------------------------------------
@@ -299,8 +300,14 @@ class ContextModel(BaseEstimator, ClassifierMixin):
         X_next = zero_next @ X[next_idx]
         P_prev = P[prev_idx] * has_prev[:, None]
         P_next = P[next_idx] * has_next[:, None]
-        dense = np.hstack([P, P_prev, P_next, score[:, None]]).astype(np.float32)
-        return sparse.hstack([X, sparse.diags(score) @ X, X_prev, X_next, sparse.csr_matrix(dense)]).tocsr()
+        blocks = [X, sparse.diags(score) @ X, X_prev, X_next]
+        dense = [P, P_prev, P_next, score[:, None]]
+        if self.title:
+            title_idx = np.repeat(bounds[:-1], np.diff(bounds))
+            blocks.append(X[title_idx])
+            dense.append(P[title_idx])
+        blocks.append(sparse.csr_matrix(np.hstack(dense).astype(np.float32)))
+        return sparse.hstack(blocks).tocsr()
 
     # -- training ---------------------------------------------------------------------------
     def fit(self, articles: list[list[str]], labels: list[list[str | None]]):
@@ -331,7 +338,9 @@ class ContextModel(BaseEstimator, ClassifierMixin):
 
         X = self._features(flat)
         Z = self._blocks(X, P, bounds)
-        self.context_clf_ = build_classifier(self.params)
+        second = {**self.params, "classifier": self.params.get("context_classifier", self.params["classifier"])}
+        second["C"] = self.params.get("context_C", self.params["C"])
+        self.context_clf_ = build_classifier(second)
         self.context_clf_.fit(Z[known], y[known])
         return self
 
@@ -356,7 +365,9 @@ class ContextModel(BaseEstimator, ClassifierMixin):
     def predict_proba(self, texts: list[str]) -> np.ndarray:
         """Each text scored as a one-paragraph article (the article score then comes from the paragraph alone)."""
         texts = list(texts)
-        return np.vstack(self.predict_proba_articles([[t] for t in texts])) if texts else np.zeros((0, len(self.classes_)))
+        return (
+            np.vstack(self.predict_proba_articles([[t] for t in texts])) if texts else np.zeros((0, len(self.classes_)))
+        )
 
     def predict(self, texts: list[str]) -> np.ndarray:
         return self.classes_[self.predict_proba(texts).argmax(axis=1)]

@@ -35,7 +35,9 @@ def fit(train: pd.DataFrame, articles: pd.DataFrame, params: dict, word_cache: d
     start = time.perf_counter()
     if params["context"]:
         _, paras, labels = article_lists(articles, train)
-        model = ContextModel(params, cv=params["context_folds"], top_k=params["top_k"], word_cache=word_cache)
+        model = ContextModel(
+            params, cv=params["context_folds"], top_k=params["top_k"], title=params["context_title"], word_cache=word_cache
+        )
         model.fit(paras, labels)
     else:
         model = build_model(params, word_cache)
@@ -75,4 +77,6 @@ def main(params_path: Path = PARAMS) -> None:
     info["mlflow_run_id"] = tracking.log_training(params, info, MODEL)
     write_json(info_path(MODEL), info)
     kind = "context model" if p["context"] else "paragraph model"
-    print(f"train: {kind}, {p['features']} + {p['classifier']} (C={p['C']}) on {len(train)} paragraphs in {seconds:.1f}s -> {MODEL}")
+    print(
+        f"train: {kind}, {p['features']} + {p['classifier']} (C={p['C']}) on {len(train)} paragraphs in {seconds:.1f}s -> {MODEL}"
+    )

@@ -45,9 +45,10 @@ def write_slice(corpus: Path, rows: pd.DataFrame, out: Path) -> Path:
     wanted = set(rows.article_id)
     out.mkdir(parents=True, exist_ok=True)
     for name in ("trafficking", "related", "general"):
-        with gzip.open(corpus / f"{name}.jsonl.gz", "rt", encoding="utf-8") as src, gzip.open(
-            out / f"{name}.jsonl.gz", "wt", encoding="utf-8"
-        ) as dst:
+        with (
+            gzip.open(corpus / f"{name}.jsonl.gz", "rt", encoding="utf-8") as src,
+            gzip.open(out / f"{name}.jsonl.gz", "wt", encoding="utf-8") as dst,
+        ):
             for line in src:
                 if json.loads(line)["id"] in wanted:
                     dst.write(line)

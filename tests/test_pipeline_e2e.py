@@ -5,7 +5,6 @@ import subprocess
 
 import pandas as pd
 import pytest
-
 from conftest import make_project, project_env
 
 pytestmark = pytest.mark.slow

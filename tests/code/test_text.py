@@ -6,7 +6,16 @@ import unicodedata
 
 import pytest
 
-from pipeline.text import CorpusError, normalize, paragraph_hash, paragraphs, read_corpus, read_jsonl, split_sentences, syllables
+from pipeline.text import (
+    CorpusError,
+    normalize,
+    paragraph_hash,
+    paragraphs,
+    read_corpus,
+    read_jsonl,
+    split_sentences,
+    syllables,
+)
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,59 @@
+"""Stage `learning_curve`: grouped-test macro-F1 against the share of training articles, to see if more labels still help."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pipeline.config import ARTICLES, LEARNING_CURVE, PARAMS, TEST, TRAIN, load_params, section
+from pipeline.evaluate import predict_in_context, score
+from pipeline.train import fit
+
+
+def subsample(train: pd.DataFrame, fraction: float, seed: int) -> pd.DataFrame:
+    """The training rows of a seeded `fraction` of the training articles (whole articles, never split)."""
+    ids = np.array(sorted(train.article_id.unique()))
+    keep = np.random.default_rng(seed).permutation(len(ids))[: max(1, round(fraction * len(ids)))]
+    return train[train.article_id.isin(set(ids[keep]))]
+
+
+def curve(train, test, articles, params: dict, fractions: list[float], seed: int) -> pd.DataFrame:
+    """Fit on each fraction of the training articles and score on the full test split."""
+    rows = []
+    for frac in fractions:
+        part = subsample(train, frac, seed)
+        model, seconds = fit(part, articles, params)
+        pred, _ = predict_in_context(model, test, articles)
+        s = score(test.label.tolist(), pred)
+        rows.append(
+            {
+                "fraction": frac,
+                "train_paragraphs": len(part),
+                "train_manual": int((part.method == "manual").sum()),
+                "macro_f1": s["macro_f1"],
+                "on_topic_f1": s["on_topic"]["f1"],
+                "train_seconds": round(seconds, 1),
+            }
+        )
+        print(
+            f"learning_curve: {frac:.0%} of training articles, {len(part)} paragraphs -> macro-F1 {s['macro_f1']:.3f}",
+            flush=True,
+        )
+    return pd.DataFrame(rows)
+
+
+def main(params_path: Path = PARAMS) -> None:
+    params = load_params(params_path)
+    p = section(params, "learning_curve")
+    table = curve(
+        pd.read_parquet(TRAIN),
+        pd.read_parquet(TEST),
+        pd.read_parquet(ARTICLES),
+        section(params, "train"),
+        p["fractions"],
+        p["seed"],
+    )
+    LEARNING_CURVE.parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(LEARNING_CURVE, index=False)
