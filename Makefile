@@ -5,7 +5,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export MLFLOW_DISABLE_TELEMETRY := true
 export SPARK_LOCAL_IP := 127.0.0.1
 
-.PHONY: setup run test test-fast lint ui bench clean
+.PHONY: setup run test test-fast lint ui serve bench clean
 
 setup: $(VENV)/.installed
 
@@ -30,6 +30,10 @@ lint: setup
 
 ui: setup             ## MLflow UI on the local tracking store
 	mlflow ui --backend-store-uri sqlite:///mlruns.db --port 5000
+
+serve: setup          ## the @champion model over HTTP on 127.0.0.1:5001 (docs/mlflow.md)
+	MLFLOW_TRACKING_URI=$${MLFLOW_TRACKING_URI:-sqlite:///mlruns.db} mlflow models serve \
+		-m models:/trafficking-topics@champion --env-manager local -h 127.0.0.1 -p 5001
 
 bench: setup
 	$(PY) bench/bench_tag.py

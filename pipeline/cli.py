@@ -1,6 +1,8 @@
 """Command line: `python -m pipeline STAGE` for the DVC stages, `label ...` for the label set, `tag` for new articles.
 
-Known errors (bad labels, params, corpus, model files) end with one clear message and exit code 2.
+`runs` lists and compares MLflow runs, `promote` moves a registry alias. Known errors (bad labels,
+params, corpus, model files, unknown runs, unreadable tracking store) end with one clear message and
+exit code 2; a promotion refused by its rule exits with 1.
 """
 
 from __future__ import annotations
@@ -31,10 +33,102 @@ def _label_mine(args) -> int:
     return mine_negatives(args.n, args.per_article, args.seed, Path(args.into), args.params)
 
 
+def _label_queue(args) -> int:
+    from pipeline.annotate import queue
+
+    return queue(args.n, args.pool, args.per_article, args.seed, Path(args.model), Path(args.out), args.params)
+
+
+def _label_export(args) -> int:
+    from pipeline.annotate import export
+
+    return export(Path(args.queue), Path(args.out), args.params)
+
+
+def _label_import_file(args) -> int:
+    from pipeline.annotate import import_file
+
+    return import_file(Path(args.file), args.annotator, Path(args.into), args.params)
+
+
 def _label_stats(args) -> int:
     from pipeline.annotate import stats
 
     return stats(args.params)
+
+
+def _quick_fail() -> None:
+    # An unreachable tracking server should fail in seconds, not after MLflow's minutes of retries.
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
+
+
+def _runs(args) -> int:
+    from pipeline import runs, tracking
+    from pipeline.config import load_params
+
+    _quick_fail()
+    found = tracking.list_runs(load_params(args.params), args.filter, args.sort, args.ascending, args.limit)
+    print(runs.format_rows(*runs.run_table(found), args.format))
+    return 0
+
+
+def _runs_compare(args) -> int:
+    import json
+
+    from pipeline import runs, tracking
+    from pipeline.config import load_params
+
+    _quick_fail()
+    diff = tracking.compare_runs(load_params(args.params), args.run_a, args.run_b)
+    text = json.dumps(diff, indent=2, ensure_ascii=False) if args.format == "json" else None
+    print(text or runs.format_compare(diff, args.all_params))
+    return 0
+
+
+def _promote(args) -> int:
+    from pipeline import tracking
+    from pipeline.config import load_params
+
+    _quick_fail()
+    decision, message = tracking.promote(load_params(args.params), args.ref, args.alias, args.force)
+    print(message, file=sys.stderr if decision == "refuse" else sys.stdout)
+    return 1 if decision == "refuse" else 0
+
+
+def _tag(args) -> int:
+    from pipeline.tagging.batch import TagRequest, run
+    from pipeline.tagging.outputs import OutputError
+
+    fields = {k: v for k, v in vars(args).items() if k in TagRequest.__dataclass_fields__}
+    try:
+        return run(TagRequest(**fields))
+    except OutputError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+def _tag_parser(sub) -> None:
+    tag = sub.add_parser(
+        "tag",
+        help="tag every paragraph of new articles",
+        description="Tag every paragraph of new articles: .txt, .html, folders, .jsonl(.gz) or .parquet records, - for stdin.",
+    )
+    tag.add_argument("paths", nargs="+", metavar="PATH", help="files, folders (recursively) or - for standard input")
+    tag.add_argument("-o", "--output", help="paragraph records (.jsonl, .csv, .parquet, optionally .gz); default stdout")
+    tag.add_argument("--format", dest="fmt", choices=("jsonl", "csv", "parquet"), help="output format (default: by extension)")
+    tag.add_argument("--summary", metavar="FILE", help="one record per article (.jsonl, .csv or .parquet)")
+    tag.add_argument("--report", metavar="FILE.html", help="a self-contained HTML page to read the tags")
+    tag.add_argument("--model", default="models/model.joblib", help="model file, or an MLflow URI (runs:/..., models:/NAME@ALIAS)")
+    tag.add_argument("--min-confidence", type=float, default=0.0, metavar="P", help="label paragraphs below P `uncertain`")
+    tag.add_argument("--explain", type=int, default=0, metavar="K", help="the K n-grams that pushed each paragraph to its label")
+    tag.add_argument("--no-text", action="store_true", help="leave the paragraph text out of the records")
+    tag.add_argument("--paragraphs", action="store_true", help="records are paragraphs already: never re-split, id kept")
+    tag.add_argument("--engine", choices=("local", "spark"), default="local", help="local processes (default) or Apache Spark")
+    tag.add_argument("--jobs", type=int, default=None, metavar="N", help="worker processes (default: all cores)")
+    tag.add_argument("--spark-master", default="local[*]", help="Spark master URL for --engine spark")
+    tag.add_argument("--quiet", action="store_true", help="no progress bar and no closing summary line")
+    tag.set_defaults(func=_tag)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,10 +136,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--params", type=Path, default=Path("configs/params.yaml"), help="params file")
     sub = parser.add_subparsers(dest="command", required=True)
     for name in STAGES:
-        sub.add_parser(name, help=f"run the DVC stage `{name}`").set_defaults(func=lambda a, n=name: _stage(n)(a.params))
+        stage = sub.add_parser(name, help=f"run the DVC stage `{name}`")
+        stage.set_defaults(func=lambda a, n=name: _stage(n)(a.params))
 
     label = sub.add_parser("label", help="manage the label set").add_subparsers(dest="label_command", required=True)
-    imp = label.add_parser("import-batch", help="merge annotators' answer files (NAME.labels.txt beside NAME.manifest.json)")
+    imp = label.add_parser(
+        "import-batch", help="merge annotators' answer files (NAME.labels.txt beside NAME.manifest.json)"
+    )
     imp.add_argument("files", nargs="+")
     imp.add_argument("--annotator", required=True)
     imp.add_argument("--into", default="data/labels/manual.csv")
@@ -56,23 +153,67 @@ def build_parser() -> argparse.ArgumentParser:
     mine.add_argument("--seed", type=int, default=7)
     mine.add_argument("--into", default="data/labels/mined.csv")
     mine.set_defaults(func=_label_mine)
+    q = label.add_parser("queue", help="the next paragraphs worth labeling (least certain, spread, deduplicated)")
+    q.add_argument("-n", type=int, default=300)
+    q.add_argument("--pool", type=int, default=2000, help="unlabeled articles sampled and scored")
+    q.add_argument("--per-article", type=int, default=3)
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--model", default="models/model.joblib")
+    q.add_argument("-o", "--out", default="work/queue.jsonl")
+    q.set_defaults(func=_label_queue)
+    ex = label.add_parser("export", help="a queued batch with text and neighbours, for annotators (JSONL or CSV)")
+    ex.add_argument("--queue", default="work/queue.jsonl")
+    ex.add_argument("-o", "--out", default="work/batch.jsonl")
+    ex.set_defaults(func=_label_export)
+    im = label.add_parser("import", help="merge a labeled batch (JSONL or CSV) into the label set")
+    im.add_argument("file")
+    im.add_argument("--annotator", default="")
+    im.add_argument("--into", default="data/labels/manual.csv")
+    im.set_defaults(func=_label_import_file)
     label.add_parser("stats", help="label counts and agreement").set_defaults(func=_label_stats)
+
+    runs = sub.add_parser("runs", help="table of recent MLflow runs; `runs compare A B` for the diff of two")
+    runs.add_argument("--sort", metavar="METRIC", help="sort by a metric, best first (macro_f1, on_topic.f1, ...)")
+    runs.add_argument("--ascending", action="store_true", help="lowest first")
+    runs.add_argument("--filter", default="", metavar="EXPR", help='MLflow search expression: "metrics.macro_f1 > 0.8"')
+    runs.add_argument("--limit", type=int, default=20)
+    runs.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    runs.set_defaults(func=_runs)
+    runs_sub = runs.add_subparsers(dest="runs_command")
+    cmp = runs_sub.add_parser("compare", help="params, metrics, per-label scores, confusion and paragraphs of two runs")
+    cmp.add_argument("run_a", metavar="RUN_A", help="run id, version number, @ALIAS, runs:/ID or models:/NAME@ALIAS")
+    cmp.add_argument("run_b", metavar="RUN_B")
+    cmp.add_argument("--format", choices=("text", "json"), default="text")
+    cmp.add_argument("--all-params", action="store_true", help="list the params that are the same too")
+    cmp.set_defaults(func=_runs_compare)
+
+    promote = sub.add_parser("promote", help="move a registry alias to a model version (refuses a worse model)")
+    promote.add_argument("ref", metavar="RUN_ID_OR_VERSION", help="run id, version number, @ALIAS or models:/ URI")
+    promote.add_argument("--alias", default="champion")
+    promote.add_argument("--force", action="store_true", help="promote even when macro-F1 is lower or not comparable")
+    promote.set_defaults(func=_promote)
+    _tag_parser(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # no network here; MLflow would try to report
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one bar per download clutters logs
     from pipeline.config import ParamsError
     from pipeline.labels import LabelError
     from pipeline.model import ModelError
+    from pipeline.runs import RunsError
     from pipeline.text import CorpusError
 
     args = build_parser().parse_args(argv)
     try:
         return args.func(args) or 0
-    except (LabelError, ModelError, CorpusError, ParamsError) as e:
+    except (LabelError, ModelError, CorpusError, ParamsError, RunsError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # output piped into `head`: not an error
+        sys.stderr.close()
+        return 0

@@ -9,8 +9,21 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import accuracy_score, precision_recall_curve, precision_recall_fscore_support
 
-from pipeline.config import ARTICLES, LABELS, METRICS, MISCLASSIFIED, MODEL, ON_TOPIC, PARAMS, PLOTS_DIR, TEST, load_params, section
+from pipeline.config import (
+    ARTICLES,
+    LABELS,
+    METRICS,
+    MISCLASSIFIED,
+    MODEL,
+    ON_TOPIC,
+    PARAMS,
+    PLOTS_DIR,
+    TEST,
+    load_params,
+    section,
+)
 from pipeline.model import load_model, meta_path, predict_articles, write_json
+from pipeline.runs import prediction_refs
 from pipeline.train import article_lists, info_path
 
 
@@ -18,7 +31,12 @@ def score(gold: list[str], pred: list[str]) -> dict:
     """Accuracy, macro-F1, per-label precision/recall/F1, and on-topic vs off-topic as a binary task."""
     p, r, f, s = precision_recall_fscore_support(gold, pred, labels=list(LABELS), zero_division=0)
     per_label = {
-        lab: {"precision": round(float(p[i]), 4), "recall": round(float(r[i]), 4), "f1": round(float(f[i]), 4), "support": int(s[i])}
+        lab: {
+            "precision": round(float(p[i]), 4),
+            "recall": round(float(r[i]), 4),
+            "f1": round(float(f[i]), 4),
+            "support": int(s[i]),
+        }
         for i, lab in enumerate(LABELS)
     }
     g_on = [g in ON_TOPIC for g in gold]
@@ -89,7 +107,13 @@ def main(params_path: Path = PARAMS) -> None:
     MISCLASSIFIED.parent.mkdir(parents=True, exist_ok=True)
     errors(test, pred, proba, classes).to_csv(MISCLASSIFIED, index=False)
 
-    run_id = tracking.log_evaluation(params, info.get("mlflow_run_id"), metrics, [PLOTS_DIR / "confusion.csv", MISCLASSIFIED])
+    run_id = tracking.log_evaluation(
+        params,
+        info.get("mlflow_run_id"),
+        metrics,
+        [PLOTS_DIR / "confusion.csv", MISCLASSIFIED],
+        prediction_refs(test, pred, proba),  # which label each test paragraph got, for `runs compare`
+    )
     write_json(meta_path(MODEL), {**info, "metrics": metrics, "mlflow_run_id": run_id})
     on = metrics["on_topic"]
     print(

@@ -3,21 +3,25 @@
 The pyfunc wrapper takes a DataFrame with a `text` column (or a list of strings) and returns one
 row per input. It loads the same joblib file as tagging, sha256-checked, instead of MLflow's skops
 flavour, which stores a large TF-IDF vocabulary slowly and at many times the size.
+
+Each training run also registers a version of one registered model; `runs`, `runs compare` and
+`promote` read the store here and leave the tables, diffs and the promotion rule to pipeline/runs.py.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import tempfile
 from pathlib import Path
 
+import mlflow
 import pandas as pd
 
+from pipeline import runs
 from pipeline.config import LABELS
-
-import mlflow
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 # Sentences written for this project (no corpus text): the model's input example.
@@ -25,14 +29,30 @@ EXAMPLE_TEXTS = [
     "Hai nước ký kế hoạch hành động chung về phòng, chống mua bán người.",
     "Giá vàng hôm nay tăng nhẹ.",
 ]
+# What the served model needs, pinned to what trained it. Listing it skips MLflow's requirement
+# inference (which reloads the model in a subprocess) and its guess `trafficking-topics==0.1.0`,
+# a package no index has; the code itself travels in the model's code_paths.
+REQUIREMENTS = ("mlflow", "cloudpickle", "scikit-learn", "scipy", "numpy", "pandas", "joblib", "pyyaml", "underthesea")
 
 
 def configure(params: dict) -> str:
     """Point MLflow at the tracking store (MLFLOW_TRACKING_URI, else the params' local SQLite file)."""
-    uri = os.environ.get("MLFLOW_TRACKING_URI") or params["mlflow"]["tracking_uri"]
+    # A queued or --temp `dvc exp run` runs its stages in a copy under .dvc/tmp; DVC_ROOT names the
+    # real repository, so a relative SQLite path still means the project's own store.
+    uri = anchored(
+        os.environ.get("MLFLOW_TRACKING_URI") or params["mlflow"]["tracking_uri"], os.environ.get("DVC_ROOT")
+    )
     mlflow.set_tracking_uri(uri)
     mlflow.set_experiment(params["mlflow"]["experiment"])
     return uri
+
+
+def anchored(uri: str, root: str | None) -> str:
+    """A relative `sqlite:///` URI made absolute under `root`; any other URI unchanged."""
+    db = sqlite_file(uri)
+    if db is None or db.is_absolute() or not root:
+        return uri
+    return "sqlite:///" + str(Path(root) / db) + ("?" + uri.split("?", 1)[1] if "?" in uri else "")
 
 
 def git_commit() -> str:
@@ -55,6 +75,10 @@ def _flat(prefix: str, d: dict) -> dict:
 
 class TopicModel(mlflow.pyfunc.PythonModel):
     """MLflow pyfunc around the saved pipeline: one output row per input text."""
+
+    # The input is checked against the logged signature (one string column `text`); MLflow's
+    # type-hint validation would only add a no-op wrapper and a warning on every import.
+    _skip_type_hint_validation = True
 
     def load_context(self, context):
         from pipeline.model import load_model
@@ -87,17 +111,32 @@ def signature():
     return ModelSignature(inputs=Schema([ColSpec("string", "text")]), outputs=Schema(outputs))
 
 
+def pip_requirements() -> list[str]:
+    """The served model's pip requirements: REQUIREMENTS at their installed versions."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = []
+    for name in REQUIREMENTS:
+        with contextlib.suppress(PackageNotFoundError):
+            out.append(f"{name}=={version(name)}")
+    return out
+
+
 def log_training(params: dict, info: dict, model_path: Path) -> str:
-    """Log one training run (params, tags, the pyfunc model) and return its run id."""
+    """Log one training run (params, tags, the pyfunc model), register its model version, return the run id."""
     configure(params)
+    # `dvc exp run` sets these for its stages (a generated name unless `-n NAME`); `dvc repro` does not.
     exp_name = os.environ.get("DVC_EXP_NAME", "")
     tags = {
         "git_commit": info["git_commit"],
         "data_hash": info["data_hash"],
         "n_labels": str(info["n_train"]),
+        "n_labels_manual": str(info.get("n_train_manual", "")),
         "dvc_exp_name": exp_name,
+        "dvc_exp_baseline_rev": os.environ.get("DVC_EXP_BASELINE_REV", ""),
     }
-    with mlflow.start_run(run_name=exp_name or None, tags=tags) as run:
+    name = runs.run_name(exp_name, info["git_commit"])
+    with mlflow.start_run(run_name=name, tags=tags) as run:
         mlflow.log_params(_flat("", {k: v for k, v in params.items() if k != "mlflow"}))
         mlflow.log_metric("train_seconds", info["train_seconds"])
         with tempfile.TemporaryDirectory() as tmp:
@@ -110,12 +149,20 @@ def log_training(params: dict, info: dict, model_path: Path) -> str:
                 code_paths=[str(PACKAGE_DIR)],
                 signature=signature(),
                 input_example=pd.DataFrame({"text": EXAMPLE_TEXTS}),
+                pip_requirements=pip_requirements(),
+                registered_model_name=params["mlflow"].get("registered_model") or None,
             )
         return run.info.run_id
 
 
-def log_evaluation(params: dict, run_id: str | None, metrics: dict, artifacts: list[Path]) -> str:
-    """Add the test metrics and evaluation files to the training run (a new run if it is not in this store)."""
+def log_evaluation(
+    params: dict, run_id: str | None, metrics: dict, artifacts: list[Path], predictions: pd.DataFrame | None = None
+) -> str:
+    """Add the test metrics and evaluation files to the training run (a new run if it is not in this store).
+
+    `predictions` (references, gold, predicted; no text) becomes evaluation/predictions.csv and
+    its hash the `test_hash` tag, so `runs compare` can match two runs' test paragraphs.
+    """
     configure(params)
     try:
         run = mlflow.start_run(run_id=run_id) if run_id else mlflow.start_run()
@@ -126,4 +173,228 @@ def log_evaluation(params: dict, run_id: str | None, metrics: dict, artifacts: l
         for path in artifacts:
             if Path(path).exists():
                 mlflow.log_artifact(str(path), artifact_path="evaluation")
+        if predictions is not None:
+            mlflow.set_tag("test_hash", runs.split_hash(predictions))
+            folder, name = runs.PREDICTIONS_ARTIFACT.rsplit("/", 1)
+            with tempfile.TemporaryDirectory() as tmp:
+                predictions.to_csv(Path(tmp) / name, index=False)
+                mlflow.log_artifact(str(Path(tmp) / name), artifact_path=folder)
         return run.info.run_id
+
+
+# -- reading the store: runs, compare, promote, resolve_model -----------------------------------
+
+
+def tracking_uri(params: dict | None = None) -> str:
+    """MLFLOW_TRACKING_URI, else the params' store, else the project's default SQLite file."""
+    from_params = ((params or {}).get("mlflow") or {}).get("tracking_uri")
+    return os.environ.get("MLFLOW_TRACKING_URI") or from_params or "sqlite:///mlruns.db"
+
+
+def sqlite_file(uri: str) -> Path | None:
+    """The database file of a `sqlite:///` URI (relative to the working folder), else None."""
+    if not uri.startswith("sqlite:///") or uri.endswith(":memory:"):
+        return None
+    return Path(uri[len("sqlite:///") :].split("?")[0])
+
+
+@contextlib.contextmanager
+def store_errors(uri: str, error=runs.RunsError):
+    """Turn the store's failures (missing run, unreadable database, unreachable server) into `error` with one line."""
+    import sqlalchemy.exc
+
+    try:
+        yield
+    except mlflow.exceptions.MlflowException as e:
+        raise error(f"{uri}: {e.message.strip().splitlines()[0]}") from None
+    except sqlalchemy.exc.SQLAlchemyError as e:
+        first = str(e.orig if getattr(e, "orig", None) else e).splitlines()[0]
+        raise error(f"{uri}: the tracking store cannot be read ({first}); is it an MLflow database?") from None
+    except OSError as e:
+        raise error(f"{uri}: the tracking store cannot be read ({e})") from None
+
+
+def connect(uri: str, error=runs.RunsError):
+    """A client on an existing store: a missing SQLite file is an error here, not a new empty store."""
+    db = sqlite_file(uri)
+    if db is not None and not db.is_file():
+        raise error(f"{uri}: no tracking store at {db.resolve()} (train a model with `dvc repro` first)")
+    mlflow.set_tracking_uri(uri)
+    with store_errors(uri, error):  # the client opens (and checks) the database right away
+        return mlflow.MlflowClient(tracking_uri=uri)
+
+
+def run_record(run) -> dict:
+    """An MLflow run as the plain dict pipeline/runs.py works on (MLflow's own tags left out)."""
+    return {
+        "run_id": run.info.run_id,
+        "start_time": run.info.start_time,
+        "name": run.info.run_name,
+        "params": dict(run.data.params),
+        "metrics": dict(run.data.metrics),
+        "tags": {k: v for k, v in run.data.tags.items() if not k.startswith("mlflow.")},
+    }
+
+
+def list_runs(params: dict, filter_string: str = "", sort: str | None = None, ascending: bool = False, limit: int = 20):
+    """The experiment's runs as records: filtered by an MLflow search expression, sorted, at most `limit`."""
+    uri = tracking_uri(params)
+    client = connect(uri)
+    name = params["mlflow"]["experiment"]
+    with store_errors(uri):
+        exp = client.get_experiment_by_name(name)
+        if exp is None:
+            raise runs.RunsError(f"{uri}: no experiment {name!r} yet (train a model with `dvc repro` first)")
+        found = client.search_runs(
+            [exp.experiment_id],
+            filter_string=filter_string or "",
+            order_by=runs.order_by(sort, ascending),
+            max_results=limit,
+        )
+    return [run_record(r) for r in found]
+
+
+def _predictions(client, run_id: str) -> pd.DataFrame | None:
+    """The run's test predictions: predictions.csv (with references), else confusion.csv, else None."""
+    folder = runs.PREDICTIONS_ARTIFACT.rsplit("/", 1)[0]
+    logged = {f.path for f in client.list_artifacts(run_id, folder)}
+    with tempfile.TemporaryDirectory() as tmp:
+        for path in (runs.PREDICTIONS_ARTIFACT, runs.CONFUSION_ARTIFACT):
+            if path in logged:
+                local = client.download_artifacts(run_id, path, tmp)
+                df = pd.read_csv(local, dtype={"article_id": str, "hash": str})
+                return df.rename(columns={"actual": "gold"})
+    return None
+
+
+def _version(client, ref: dict, name: str):
+    """The model version a parsed reference names; a run's newest version, registering the run if it has none."""
+    if ref["kind"] == "version":
+        return client.get_model_version(ref["name"], ref["version"])
+    if ref["kind"] == "alias":
+        aliases = _aliases(client, ref["name"])
+        if ref["alias"] not in aliases:
+            raise runs.RunsError(
+                f"{ref['name']}: no version has the alias @{ref['alias']} yet (see `pipeline promote`)"
+            )
+        return client.get_model_version(ref["name"], aliases[ref["alias"]])
+    client.get_run(ref["run_id"])  # an unknown run id fails here, with MLflow's "not found"
+    versions = client.search_model_versions(f"name = '{name}' and run_id = '{ref['run_id']}'")
+    if versions:
+        return max(versions, key=lambda v: int(v.version))
+    # A run from before registration existed: register its logged model now.
+    return mlflow.register_model(f"runs:/{ref['run_id']}/model", name)
+
+
+def _aliases(client, name: str) -> dict:
+    """alias -> version of a registered model; empty when the model is not registered yet."""
+    try:
+        return dict(client.get_registered_model(name).aliases)
+    except mlflow.exceptions.MlflowException as e:
+        if e.error_code == "RESOURCE_DOES_NOT_EXIST":
+            return {}
+        raise
+
+
+def _run_id(client, text: str, name: str) -> str:
+    """The run a command-line reference names (a run id, version, alias or model URI)."""
+    ref = runs.parse_ref(text, name)
+    return ref["run_id"] if ref["kind"] == "run" else _version(client, ref, name).run_id
+
+
+def compare_runs(params: dict, ref_a: str, ref_b: str) -> dict:
+    """The diff of two runs (see runs.compare), each named by run id, version, alias or model URI."""
+    uri = tracking_uri(params)
+    client = connect(uri)
+    name = params["mlflow"].get("registered_model") or ""
+    with store_errors(uri):
+        records, preds = [], []
+        for text in (ref_a, ref_b):
+            run_id = _run_id(client, text, name)
+            records.append(run_record(client.get_run(run_id)))
+            preds.append(_predictions(client, run_id))
+    return runs.compare(records[0], records[1], preds[0], preds[1])
+
+
+def _candidate(client, version) -> dict:
+    """What the promotion rule needs of a model version: its run's macro-F1 and test split."""
+    try:
+        data = client.get_run(version.run_id).data
+        macro_f1, test_hash = data.metrics.get("macro_f1"), data.tags.get("test_hash")
+    except mlflow.exceptions.MlflowException:  # the run was deleted: nothing to compare with
+        macro_f1, test_hash = None, None
+    return {"version": str(version.version), "run_id": version.run_id, "macro_f1": macro_f1, "test_hash": test_hash}
+
+
+def promote(params: dict, ref: str, alias: str = "champion", force: bool = False) -> tuple[str, str]:
+    """Move `alias` to the version `ref` names unless the rule in runs.promotion refuses; return (decision, message)."""
+    uri = tracking_uri(params)
+    client = connect(uri)
+    name = params["mlflow"].get("registered_model")
+    if not name:
+        raise runs.RunsError("configs/params.yaml: mlflow.registered_model is not set")
+    with store_errors(uri):
+        version = _version(client, runs.parse_ref(ref, name), name)
+        current = _aliases(client, version.name).get(alias)
+        champion = _candidate(client, client.get_model_version(version.name, current)) if current else None
+        decision, message = runs.promotion(_candidate(client, version), champion, alias, force, version.name)
+        if decision == "promote":
+            client.set_registered_model_alias(version.name, alias, version.version)
+    return decision, message
+
+
+def download_model(uri: str, dest: Path, store: str | None = None) -> tuple[Path, Path, dict]:
+    """Download a logged model (`runs:/...`, `models:/NAME@ALIAS`, `models:/NAME/VERSION`) into `dest`.
+
+    Returns the joblib file, its metadata file (sha256), and what the store says of it: run id,
+    registered name and version, the run's metrics. Raises ModelError with one line.
+    """
+    import yaml
+
+    from pipeline.model import ModelError
+
+    store = store or tracking_uri(_read_params())
+    client = connect(store, ModelError)
+    uri = runs.model_uri(uri)
+    info: dict = {"model_uri": uri}
+    with store_errors(f"{uri} ({store})", ModelError):
+        if uri.startswith("models:/"):
+            ref = runs.parse_ref(uri, "")
+            try:
+                mv = _version(client, ref, ref["name"])
+            except runs.RunsError as e:
+                raise ModelError(f"{uri}: {e}") from None
+            info.update(registered_model=mv.name, version=str(mv.version), mlflow_run_id=mv.run_id)
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dest), tracking_uri=store))
+        mlmodel = yaml.safe_load((local / "MLmodel").read_text(encoding="utf-8"))
+        info.setdefault("mlflow_run_id", mlmodel.get("run_id"))
+        if info["mlflow_run_id"]:
+            info["metrics"] = runs.unflatten(client.get_run(info["mlflow_run_id"]).data.metrics)
+    artifacts = (mlmodel.get("flavors", {}).get("python_function") or {}).get("artifacts") or {}
+    if not {"model", "meta"} <= set(artifacts):
+        raise ModelError(f"{uri}: not a model logged by this project (no model and meta artifacts in its MLmodel)")
+    return local / artifacts["model"]["path"], local / artifacts["meta"]["path"], info
+
+
+def resolve_model(uri: str, store: str | None = None) -> tuple:
+    """Load the model an MLflow URI names, sha256-checked like a local file; return (model, meta).
+
+    `meta` is the model's metadata (sha256, labels) with the run id, registered version and metrics.
+    `store` is the tracking URI (default: MLFLOW_TRACKING_URI, else configs/params.yaml's).
+    """
+    from pipeline.model import load_model
+
+    with tempfile.TemporaryDirectory() as tmp:
+        model_path, meta_file, info = download_model(uri, Path(tmp), store)
+        model, meta = load_model(model_path, meta_file)
+    return model, {**meta, **info}
+
+
+def _read_params() -> dict | None:
+    """configs/params.yaml when it is there and readable (for its tracking URI), else None."""
+    from pipeline.config import PARAMS, ParamsError, load_params
+
+    try:
+        return load_params(PARAMS)
+    except ParamsError:
+        return None
