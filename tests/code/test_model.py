@@ -110,3 +110,11 @@ def test_truncated_model_file_is_a_clear_error(tmp_path):
     write_json(meta_path(path), {"sha256": sha256_file(path)})
     with pytest.raises(ModelError, match="cannot be loaded"):
         load_model(path)
+
+
+def test_training_is_deterministic_for_a_fixed_seed():
+    arts, labels = toy_articles()
+    a = ContextModel(PARAMS, cv=3).fit(arts, labels)
+    b = ContextModel(PARAMS, cv=3).fit(arts, labels)
+    texts = [[COOP, VICTIM, OFF]]
+    assert np.array_equal(predict_articles(a, texts)[0], predict_articles(b, texts)[0])
