@@ -6,7 +6,8 @@ from pathlib import Path
 
 from pipeline.config import MODEL, PARAMS, SEEDS_OUT, SEEDS_SUMMARY, load_params, section
 from pipeline.model import load_model, write_json
-from pipeline.tagging import summarize, summary_table, tag_article, write_jsonl
+from pipeline.tagging.outputs import write_jsonl
+from pipeline.tagging.records import summarize, summary_table, tag_article
 from pipeline.text import read_corpus
 
 

@@ -18,9 +18,11 @@ from pathlib import Path
 CORPUS_FILES = ("trafficking", "related", "general")
 
 # Zero-width and bidi marks carry no meaning in news text but split tokens apart.
-_INVISIBLE = re.compile("[\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff\u00ad]")
+_INVISIBLE_CHARS = "\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff\u00ad"
+_INVISIBLE = re.compile(f"[{_INVISIBLE_CHARS}]")
 # C0/C1 control characters other than tab and newline.
-_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_CONTROL_CHARS = "\x00-\x08\x0b-\x1f\x7f-\x9f"
+_CONTROL = re.compile(f"[{_CONTROL_CHARS}]")
 _SPACES = re.compile(r"\s+")
 _LINES = re.compile(r"\r\n|\r|\n")
 
@@ -30,6 +32,25 @@ _TONES = "\u0300\u0301\u0309\u0303\u0323"  # huyền, sắc, hỏi, ngã, nặng
 _TONE_MOVE = re.compile(
     r"(?<![qQ])([oO])([aAeE])([" + _TONES + r"])(?!\w)|(?<![qQ])([uU])([yY])([" + _TONES + r"])(?!\w)"
 )
+
+
+# The same condition seen on NFC text, where a vowel and its marks are one character: "o" then a
+# precomposed a/e whose first mark is a tone (in ặ, ậ, ệ a second mark follows the tone, so the
+# look-ahead always holds), or "u" then a toned y. Text with no match needs no NFD round trip.
+_TONED_AE = "".join(unicodedata.normalize("NFC", b + t) for b in "aAeE" for t in _TONES)
+_TONED_AE_MORE = "".join(
+    c for c in (unicodedata.normalize("NFC", b + "\u0323" + m) for b in "aAeE" for m in "\u0302\u0306") if len(c) == 1
+)
+_TONED_Y = "".join(unicodedata.normalize("NFC", b + t) for b in "yY" for t in _TONES)
+# The look-behinds come after the first character so that the regex engine can skip ahead to an o or u.
+_TONE_CANDIDATE = re.compile(
+    r"[oOuU](?<![qQ][oOuU])(?:(?<=[oO])(?:[" + _TONED_AE + r"](?!\w)|[" + _TONED_AE_MORE + r"])"
+    r"|(?<=[uU])[" + _TONED_Y + r"](?!\w))"
+)
+# Characters that the first or last step would change: invisible and control characters, and
+# white space other than the plain space (every character for which str.isspace() is true).
+_OTHER_SPACE_CHARS = "\t\n\x0b\x0c\r\x1c-\x1f\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+_ODD_CHAR = re.compile(f"[{_INVISIBLE_CHARS}{_CONTROL_CHARS}{_OTHER_SPACE_CHARS}]")
 
 
 def _move_tone(m: re.Match) -> str:
@@ -42,12 +63,20 @@ def normalize(text: str) -> str:
 
     Accents are never stripped. Idempotent: normalize(normalize(x)) == normalize(x).
     """
-    text = _CONTROL.sub(" ", _INVISIBLE.sub("", text))
-    # Tone placement is fixed on the decomposed form, where the tone is a separate mark.
-    text = unicodedata.normalize("NFD", text)
-    text = _TONE_MOVE.sub(_move_tone, text)
-    text = unicodedata.normalize("NFC", text)
-    return _SPACES.sub(" ", text).strip()
+    # Each step runs only when a cheap test finds something it would change: most text is
+    # already NFC with settled tones and single spaces, and the model normalises paragraphs that
+    # paragraphs() has normalised already. The result is that of running every step.
+    odd = _ODD_CHAR.search(text) is not None
+    if odd:
+        text = _CONTROL.sub(" ", _INVISIBLE.sub("", text))
+    if not unicodedata.is_normalized("NFC", text) or _TONE_CANDIDATE.search(text):
+        # Tone placement is fixed on the decomposed form, where the tone is a separate mark.
+        text = unicodedata.normalize("NFD", text)
+        text = _TONE_MOVE.sub(_move_tone, text)
+        text = unicodedata.normalize("NFC", text)
+    if odd or "  " in text or text[:1] == " " or text[-1:] == " ":
+        text = _SPACES.sub(" ", text).strip()
+    return text
 
 
 def paragraph_hash(paragraph: str) -> str:

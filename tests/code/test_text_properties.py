@@ -6,7 +6,7 @@ import unicodedata
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipeline.text import _move_tone, _TONE_MOVE, normalize, paragraph_hash, paragraphs
+from pipeline.text import _TONE_MOVE, _move_tone, normalize, paragraph_hash, paragraphs
 
 # Vietnamese letters in both forms, tone marks on their own, odd spaces and controls, ASCII.
 VIET = "aăâeêioôơuưyđAĂÂEÊIOÔƠUƯYĐàáảãạằắẳẵặầấẩẫậèéẻẽẹềếểễệìíỉĩịòóỏõọồốổỗộờớởỡợùúủũụừứửữựỳýỷỹỵ"

@@ -1,0 +1,156 @@
+"""Scoring: a unit of work becomes paragraph records, article summaries and report sections, in input order.
+
+Both engines call `tag_articles`: the local engine through `process` in its worker processes,
+the Spark engine inside its pandas UDF, so the same input gives the same records. Every score
+goes through `predict_articles`, so a context model that reads neighbouring paragraphs sees
+whole articles.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.tagging.inputs import Unit, parse_unit
+from pipeline.tagging.records import article_summary, paragraph_records
+from pipeline.text import Article, normalize, paragraphs
+
+
+@dataclass(frozen=True)
+class TagOptions:
+    """Everything a worker needs besides the model: how to cut, label, encode and summarise."""
+
+    model: str
+    fmt: str = "jsonl"
+    columns: tuple[str, ...] = ()
+    rule: tuple[tuple[str, float], ...] = (("on_topic_min_share", 0.2), ("on_topic_min_paragraphs", 2))
+    max_chars: int = 1000
+    min_confidence: float = 0.0
+    with_text: bool = True
+    explain: int = 0
+    paragraphs_mode: bool = False
+    report: bool = False
+
+
+@dataclass
+class UnitResult:
+    """What a worker sends back for one unit: encoded paragraph rows, summaries, report sections, messages, counts."""
+
+    payload: object = None
+    summaries: list[dict] = field(default_factory=list)
+    report: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    n_inputs: int = 0
+    n_paragraphs: int = 0
+    fatal: str = ""  # the model could not be loaded: nothing can be tagged
+
+
+def load_any(model: str):
+    """(model, metadata) from a model file (sha256-checked) or an MLflow URI (`runs:/...`, `models:/NAME@ALIAS`)."""
+    if ":/" in model:
+        from pipeline.tracking import resolve_model  # MLflow is slow to import; only for URIs
+
+        return resolve_model(model)
+    from pipeline.model import load_model
+
+    return load_model(Path(model))
+
+
+def load_for_tagging(model: str):
+    """The model ready for tagging: loaded, then its TF-IDF counting swapped for the exact fast one."""
+    from pipeline.tagging.fastvec import accelerate
+
+    loaded, meta = load_any(model)
+    return accelerate(loaded), meta
+
+
+class Scorer:
+    """A model with a cache: a paragraph (or, for a context model, a whole article) already scored in this process is not scored again."""
+
+    def __init__(self, model, cache_size: int = 200_000):
+        self.model = model
+        self.classes = [str(c) for c in model.classes_]
+        # A context model's probabilities depend on the neighbours, so it caches whole articles.
+        self.by_article = hasattr(model, "predict_proba_articles")
+        self.cache: dict = {}
+        self.cache_size = cache_size
+
+    def _scores(self, keys: list[bytes], items: list, score) -> dict:
+        """Rows by key: cached ones looked up, the others scored by `score(new_items)` and remembered."""
+        found = {k: self.cache[k] for k in keys if k in self.cache}
+        new = [(k, item) for k, item in zip(keys, items, strict=True) if k not in found]
+        if new:
+            rows = score([item for _, item in new])
+            found.update(zip((k for k, _ in new), rows, strict=True))
+            if len(self.cache) + len(new) > self.cache_size:
+                self.cache.clear()  # bounded memory; repeats later in the run fill it again
+            self.cache.update(zip((k for k, _ in new), rows, strict=True))
+        return found
+
+    def probabilities(self, articles: list[list[str]]) -> list[np.ndarray]:
+        """One probability matrix (paragraphs x classes) per article, scoring only what the cache lacks."""
+        from pipeline.model import predict_articles
+
+        if self.by_article:
+            keys = [_digest("\n".join(a)) for a in articles]  # paragraphs never contain a newline
+            unique = dict(zip(keys, articles, strict=True))
+            found = self._scores(list(unique), list(unique.values()), lambda new: predict_articles(self.model, new))
+            return [found[k] for k in keys]
+        # A paragraph model reads paragraphs alone: the distinct new ones are scored as one batch.
+        keys = [[_digest(p) for p in a] for a in articles]
+        unique = {k: p for ks, a in zip(keys, articles, strict=True) for k, p in zip(ks, a, strict=True)}
+        found = self._scores(list(unique), list(unique.values()), lambda new: predict_articles(self.model, [new])[0])
+        empty = np.zeros((0, len(self.classes)))
+        return [np.array([found[k] for k in ks]) if ks else empty for ks in keys]
+
+
+def _digest(text: str) -> bytes:
+    """A 128-bit key for a text: the cache holds keys, not the texts themselves."""
+    return hashlib.blake2b(text.encode("utf-8"), digest_size=16).digest()
+
+
+def cut(article: Article, options: TagOptions) -> list[str]:
+    """The paragraphs of an article; with --paragraphs the record is one paragraph, normalised, never re-split."""
+    if options.paragraphs_mode:
+        return [normalize(article.text)]
+    return paragraphs(article.text, options.max_chars)
+
+
+def tag_articles(scorer: Scorer, articles: list[Article], options: TagOptions) -> list[list[dict]]:
+    """Paragraph records of each article (with the top n-grams under --explain)."""
+    paras = [cut(a, options) for a in articles]
+    probas = scorer.probabilities(paras)
+    out = [
+        paragraph_records(a, p, pr, scorer.classes, options.min_confidence, options.with_text, options.paragraphs_mode)
+        for a, p, pr in zip(articles, paras, probas, strict=True)
+    ]
+    if options.explain:
+        from pipeline.model import top_terms
+
+        flat = [(rec, text) for recs, ps in zip(out, paras, strict=True) for rec, text in zip(recs, ps, strict=True)]
+        if flat:
+            terms = top_terms(scorer.model, [t for _, t in flat], [r["predicted"] for r, _ in flat], options.explain)
+            for (rec, _), t in zip(flat, terms, strict=True):
+                rec["terms"] = [[term, weight] for term, weight in t]
+    return out
+
+
+def process(scorer: Scorer, unit: Unit, options: TagOptions) -> UnitResult:
+    """Parse, tag and encode one unit of work."""
+    from pipeline.tagging.outputs import encode
+    from pipeline.tagging.report import article_section
+
+    parsed = parse_unit(unit, options.paragraphs_mode)
+    result = UnitResult(errors=parsed.errors, n_inputs=parsed.n_inputs)
+    per_article = tag_articles(scorer, parsed.articles, options)
+    rule = dict(options.rule)
+    result.summaries = [article_summary(a, recs, rule) for a, recs in zip(parsed.articles, per_article, strict=True)]
+    records = [r for recs in per_article for r in recs]
+    result.n_paragraphs = len(records)
+    result.payload = encode(records, options.fmt, list(options.columns))
+    if options.report:
+        result.report = [article_section(s, recs) for s, recs in zip(result.summaries, per_article, strict=True)]
+    return result
