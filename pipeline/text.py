@@ -29,22 +29,22 @@ _LINES = re.compile(r"\r\n|\r|\n")
 # Two accepted spellings put the tone on a different vowel of "oa", "oe", "uy" in an open
 # syllable (hoà / hòa, thuý / thúy). We keep the traditional one that most Vietnamese news uses.
 _TONES = "\u0300\u0301\u0309\u0303\u0323"  # huyền, sắc, hỏi, ngã, nặng
+# The syllable must end right after the tone: no letter and no further combining mark, so the
+# tone of "hoặc" (a, dot below, breve) stays where it is.
+_END = r"(?![\w\u0300-\u036f])"
 _TONE_MOVE = re.compile(
-    r"(?<![qQ])([oO])([aAeE])([" + _TONES + r"])(?!\w)|(?<![qQ])([uU])([yY])([" + _TONES + r"])(?!\w)"
+    r"(?<![qQ])([oO])([aAeE])([" + _TONES + r"])" + _END + r"|(?<![qQ])([uU])([yY])([" + _TONES + r"])" + _END
 )
 
 
 # The same condition seen on NFC text, where a vowel and its marks are one character: "o" then a
-# precomposed a/e whose first mark is a tone (in ặ, ậ, ệ a second mark follows the tone, so the
-# look-ahead always holds), or "u" then a toned y. Text with no match needs no NFD round trip.
+# precomposed a/e carrying only a tone, or "u" then a toned y, at the end of a word. It matches
+# whenever _TONE_MOVE would (and sometimes more); text with no match needs no NFD round trip.
 _TONED_AE = "".join(unicodedata.normalize("NFC", b + t) for b in "aAeE" for t in _TONES)
-_TONED_AE_MORE = "".join(
-    c for c in (unicodedata.normalize("NFC", b + "\u0323" + m) for b in "aAeE" for m in "\u0302\u0306") if len(c) == 1
-)
 _TONED_Y = "".join(unicodedata.normalize("NFC", b + t) for b in "yY" for t in _TONES)
 # The look-behinds come after the first character so that the regex engine can skip ahead to an o or u.
 _TONE_CANDIDATE = re.compile(
-    r"[oOuU](?<![qQ][oOuU])(?:(?<=[oO])(?:[" + _TONED_AE + r"](?!\w)|[" + _TONED_AE_MORE + r"])"
+    r"[oOuU](?<![qQ][oOuU])(?:(?<=[oO])[" + _TONED_AE + r"](?!\w)"
     r"|(?<=[uU])[" + _TONED_Y + r"](?!\w))"
 )
 # Characters that the first or last step would change: invisible and control characters, and

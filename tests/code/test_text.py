@@ -28,6 +28,8 @@ from pipeline.text import (
         ("HOÀ GIẢI", "HÒA GIẢI"),
         ("quý vị", "quý vị"),  # "qu" is a consonant: the tone stays on y
         ("hoàng hôn", "hoàng hôn"),  # closed syllable: unchanged
+        ("hoặc", "hoặc"),  # a tone followed by another mark is not the end of the syllable
+        ("Hoạ sĩ hoặc khoẻ", "Họa sĩ hoặc khỏe"),
         ("  nhiều   khoảng\ttrắng \n", "nhiều khoảng trắng"),
         ("chữ\u200bcó\ufeffký tự ẩn", "chữcóký tự ẩn"),
         ("điều\x07khiển", "điều khiển"),
