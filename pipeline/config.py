@@ -81,6 +81,7 @@ SCHEMA = {
         "context_C": _num(1e-6, 1e6),
         "context_title": _kind(bool, "true or false"),
         "context_folds": _num(2, 20, integer=True),
+        "context_window": _num(1, 5, integer=True),
         "top_k": _num(1, 100, integer=True),
         "C": _num(1e-6, 1e6),
         "ngram_max": _num(1, 5, integer=True),

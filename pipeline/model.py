@@ -266,17 +266,27 @@ class ContextModel(BaseEstimator, ClassifierMixin):
     """Two passes over an article: a paragraph model, then a model that also reads the article and the neighbours.
 
     The second pass sees, per paragraph: its TF-IDF block; the same block times the article score
-    (so a word can mean more inside a trafficking article); the previous and next paragraphs'
-    blocks; and the first-pass probabilities of the paragraph and its neighbours. During training the
+    (so a word can mean more inside a trafficking article); the blocks of the `window` paragraphs
+    before and after it and, with `title`, of the article's first line; and the first-pass
+    probabilities of all of these. During training the
     first-pass probabilities are out-of-fold, grouped by article, so the second pass never learns
     from probabilities the first pass made on its own training labels.
     """
 
-    def __init__(self, params: dict, cv: int = 5, top_k: int = 3, title: bool = False, word_cache: dict | None = None):
+    def __init__(
+        self,
+        params: dict,
+        cv: int = 5,
+        top_k: int = 3,
+        title: bool = False,
+        window: int = 1,
+        word_cache: dict | None = None,
+    ):
         self.params = params
         self.cv = cv
         self.top_k = top_k
         self.title = title
+        self.window = window
         self.word_cache = word_cache
 
     # -- features ---------------------------------------------------------------------------
@@ -287,21 +297,20 @@ class ContextModel(BaseEstimator, ClassifierMixin):
         n = X.shape[0]
         on = 1.0 - P[:, self.off_index_]
         score = np.zeros(n, dtype=np.float32)
-        prev_idx, next_idx = np.arange(n) - 1, np.arange(n) + 1
-        has_prev, has_next = np.ones(n, bool), np.ones(n, bool)
+        article = np.repeat(np.arange(len(bounds) - 1), np.diff(bounds))
         for a, b in zip(bounds[:-1], bounds[1:], strict=True):
             if b > a:
                 score[a:b] = article_score(on[a:b], self.top_k)
-                has_prev[a], has_next[b - 1] = False, False
-        prev_idx, next_idx = np.where(has_prev, prev_idx, 0), np.where(has_next, next_idx, 0)
-        zero_prev = sparse.diags(has_prev.astype(np.float32))
-        zero_next = sparse.diags(has_next.astype(np.float32))
-        X_prev = zero_prev @ X[prev_idx]
-        X_next = zero_next @ X[next_idx]
-        P_prev = P[prev_idx] * has_prev[:, None]
-        P_next = P[next_idx] * has_next[:, None]
-        blocks = [X, sparse.diags(score) @ X, X_prev, X_next]
-        dense = [P, P_prev, P_next, score[:, None]]
+        blocks = [X, sparse.diags(score) @ X]
+        dense = [P, score[:, None]]
+        for offset in [d for k in range(1, self.window + 1) for d in (-k, k)]:
+            # the paragraph `offset` away in the same article, or zeros past the article's ends
+            idx = np.arange(n) + offset
+            inside = (idx >= 0) & (idx < n)
+            inside[inside] &= article[idx[inside]] == article[inside]
+            idx = np.where(inside, idx, 0)
+            blocks.append(sparse.diags(inside.astype(np.float32)) @ X[idx])
+            dense.append(P[idx] * inside[:, None])
         if self.title:
             title_idx = np.repeat(bounds[:-1], np.diff(bounds))
             blocks.append(X[title_idx])

@@ -36,7 +36,12 @@ def fit(train: pd.DataFrame, articles: pd.DataFrame, params: dict, word_cache: d
     if params["context"]:
         _, paras, labels = article_lists(articles, train)
         model = ContextModel(
-            params, cv=params["context_folds"], top_k=params["top_k"], title=params["context_title"], word_cache=word_cache
+            params,
+            cv=params["context_folds"],
+            top_k=params["top_k"],
+            title=params["context_title"],
+            window=params["context_window"],
+            word_cache=word_cache,
         )
         model.fit(paras, labels)
     else:
