@@ -1,0 +1,59 @@
+"""What each model change gives on the grouped test split: paragraph vs context model, labels, title, weights, window.
+
+Run after `dvc repro` (it reads data/split and data/prepared):  python bench/ablate_context.py [NAME_SUBSTRING ...]
+"""
+
+from __future__ import annotations
+
+import sys
+
+import pandas as pd
+import yaml
+
+from pipeline.config import ARTICLES, PARAMS, TEST, TRAIN
+from pipeline.evaluate import predict_in_context, score
+from pipeline.train import fit
+
+# The annotators of the uncertainty-sampling round (`label queue`): 321 related/general articles.
+UNCERTAINTY_ROUND = {f"llm-h{i}" for i in range(18, 24)}
+
+
+def variants(base: dict, train: pd.DataFrame) -> dict[str, tuple[pd.DataFrame, dict]]:
+    """Named (training rows, train params) pairs, each one change away from its neighbour."""
+    round_articles = set(train[train.annotator.isin(UNCERTAINTY_ROUND)].article_id)
+    before = train[~train.article_id.isin(round_articles)]
+    no_title = {**base, "context_title": False}
+    return {
+        "paragraph model, labels before the uncertainty round": (before, {**base, "context": False}),
+        "paragraph model, all labels": (train, {**base, "context": False}),
+        "context model, before the uncertainty round": (before, no_title),
+        "context model, all labels": (train, no_title),
+        "+ title block": (train, {**base, "context_title": True}),
+        "+ title, no class weights": (train, {**base, "context_title": True, "class_weight": None}),
+        "+ title, top 5": (train, {**base, "context_title": True, "top_k": 5}),
+        "+ title, window 2": (train, {**base, "context_title": True, "context_window": 2}),
+        "params.yaml as it is": (train, base),
+    }
+
+
+def main() -> None:
+    base = yaml.safe_load(PARAMS.read_text(encoding="utf-8"))["train"]
+    train, test, articles = pd.read_parquet(TRAIN), pd.read_parquet(TEST), pd.read_parquet(ARTICLES)
+    print("| model | training paragraphs | macro-F1 | on-topic F1 | coop F1 | victim F1 | stats F1 | off F1 | train s |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for name, (rows, params) in variants(base, train).items():
+        if sys.argv[1:] and not any(s in name for s in sys.argv[1:]):
+            continue
+        model, seconds = fit(rows, articles, params)
+        pred, _ = predict_in_context(model, test, articles)
+        s = score(test.label.tolist(), pred)
+        f1 = {k: v["f1"] for k, v in s["per_label"].items()}
+        print(
+            f"| {name} | {len(rows):,} | {s['macro_f1']:.3f} | {s['on_topic']['f1']:.3f} | {f1['cooperation']:.3f} "
+            f"| {f1['victim_support']:.3f} | {f1['statistics']:.3f} | {f1['off_topic']:.3f} | {seconds:.0f} |",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()
