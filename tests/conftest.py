@@ -89,13 +89,13 @@ def make_project(dest: Path, corpus: Path, rows: pd.DataFrame, train: dict | Non
     dest.mkdir(parents=True, exist_ok=True)
     shutil.copytree(ROOT / "pipeline", dest / "pipeline", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(ROOT / "dvc.yaml", dest / "dvc.yaml")
-    params = yaml.safe_load((ROOT / "configs" / "params.yaml").read_text(encoding="utf-8"))
+    params = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
     params["corpus"]["dir"] = str(corpus)
     params["train"].update(train or {})
     params["tokenize"]["words"] = "word" in params["train"]["features"]
+    (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
     (dest / "configs").mkdir(exist_ok=True)
-    (dest / "configs" / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
-    (dest / "params.yaml").symlink_to("configs/params.yaml")
+    (dest / "configs" / "params.yaml").symlink_to("../params.yaml")
     (dest / "data" / "labels").mkdir(parents=True, exist_ok=True)
     for method, part in rows.groupby(rows.method == "manual"):
         name = "manual.csv" if method else "mined.csv"
