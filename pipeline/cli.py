@@ -109,6 +109,8 @@ def _tag(args) -> int:
 
 
 def _tag_parser(sub) -> None:
+    from pipeline.tagging.inputs import MAX_ARTICLE_MB
+
     tag = sub.add_parser(
         "tag",
         help="tag every paragraph of new articles",
@@ -129,6 +131,14 @@ def _tag_parser(sub) -> None:
     add("--jobs", type=int, default=None, metavar="N", help="worker processes (default: all cores)")
     add("--spark-master", default="local[*]", help="Spark master URL for --engine spark")
     add("--quiet", action="store_true", help="no progress bar and no closing summary line")
+    add("--resume", action="store_true", help="carry on an interrupted run from its checkpoint beside -o FILE")
+    add(
+        "--max-article-mb",
+        type=float,
+        default=MAX_ARTICLE_MB,
+        metavar="MB",
+        help=f"larger files, records and JSON lines are reported, not tagged (default {MAX_ARTICLE_MB:g})",
+    )
     tag.set_defaults(func=_tag)
 
 

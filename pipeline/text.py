@@ -118,14 +118,17 @@ def split_sentences(line: str, min_chars: int = 40) -> list[str]:
 
 def _hard_wrap(piece: str, hard_max: int) -> list[str]:
     """Cut a piece with no sentence end into chunks of at most `hard_max` characters at spaces."""
-    out = []
-    while len(piece) > hard_max:
-        cut = piece.rfind(" ", 0, hard_max)
-        cut = cut if cut > 0 else hard_max
-        out.append(piece[:cut].strip())
-        piece = piece[cut:].strip()
-    if piece:
-        out.append(piece)
+    # Indexes, not re-slicing the rest of the line each time: a 50 MB line stays linear.
+    out, start, n = [], 0, len(piece)
+    while n - start > hard_max:
+        cut = piece.rfind(" ", start, start + hard_max)
+        cut = cut if cut > start else start + hard_max
+        out.append(piece[start:cut].strip())
+        start = cut
+        while start < n and piece[start].isspace():
+            start += 1
+    if start < n:
+        out.append(piece[start:].strip())
     return out
 
 

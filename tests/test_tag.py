@@ -1,20 +1,28 @@
-"""`python -m pipeline tag` as a user runs it: mixed inputs with a broken one, every output and option, atomic writes, and the Spark engine."""
+"""`python -m pipeline tag` as a user runs it: mixed inputs with broken ones, every output and option, atomic writes,
+hostile inputs, interrupted and resumed runs, and the Spark engine.
+
+Sentences in these tests were written for them; the corpus is only read at test time.
+"""
 
 import codecs
 import gzip
 import itertools
 import json
 import os
+import random
+import re
 import signal
 import subprocess
 import sys
 import time
 
+import hostile_inputs as hostile_in
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from conftest import ROOT
+from hostile_inputs import BAD_FILES, BAD_LINES, GOOD_TEXT, PARAGRAPHS, SCRIPT_AND_STYLE, tcvn3, vni
 
 from pipeline.config import LABELS
 
@@ -31,9 +39,13 @@ PAGE = """<!DOCTYPE html><html><head><meta charset="utf-8"><title>Tin mẫu</tit
 <footer>Bản quyền tòa soạn mẫu</footer></body></html>"""
 
 
-def tag(args, cwd=ROOT, stdin=None, timeout=300):
-    cmd = [sys.executable, "-m", "pipeline", "--params", str(ROOT / "configs" / "params.yaml"), "tag", *map(str, args)]
+def tag_cmd(args) -> list[str]:
+    return [sys.executable, "-m", "pipeline", "--params", str(ROOT / "configs" / "params.yaml"), "tag", *map(str, args)]
+
+
+def tag(args, cwd=ROOT, stdin=None, timeout=300, prefix=()):
     env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}
+    cmd = [*prefix, *tag_cmd(args)]
     return subprocess.run(cmd, cwd=cwd, input=stdin, capture_output=True, timeout=timeout, env=env)
 
 
@@ -179,31 +191,6 @@ def test_a_failed_run_leaves_the_old_output_and_no_temp_file(tmp_path, inputs, m
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.joblib", "model.json", "tags.jsonl"]
 
 
-def test_an_interrupted_run_leaves_no_half_written_file(tmp_path, corpus_dir, model_file):
-    out = tmp_path / "tags.jsonl"
-    cmd = [
-        sys.executable,
-        "-m",
-        "pipeline",
-        "tag",
-        str(corpus_dir / "general.jsonl.gz"),
-        "--model",
-        str(model_file),
-        "-o",
-        str(out),
-    ]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while time.time() < deadline and not any(p.name.startswith(".tags.jsonl.") for p in tmp_path.iterdir()):
-        time.sleep(0.05)
-    time.sleep(1.0)  # well into the run: the temporary file is being written
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, err.decode()
-    assert "Traceback" not in err.decode()
-    assert list(tmp_path.iterdir()) == []
-
-
 @pytest.fixture(scope="module")
 def parquet_input(tmp_path_factory, corpus_dir):
     with gzip.open(corpus_dir / "related.jsonl.gz", "rt", encoding="utf-8") as f:
@@ -252,3 +239,292 @@ def test_spark_engine_equals_local_engine(tmp_path, inputs, parquet_input, model
     assert len(left) > 1000 and left.article_id.nunique() == 4 + 20 + 60
     pd.testing.assert_frame_equal(left, right)
     assert (lout / "summary.jsonl").read_bytes() == (sout / "summary.jsonl").read_bytes()
+
+
+# --- Hostile inputs, interruptions and repeated runs (issue 7) ---------------------------------------------
+
+SUBJECTS = ["Lực lượng biên phòng", "Công an tỉnh", "Hai nước láng giềng", "Các nạn nhân", "Đội bóng địa phương"]
+VERBS = ["đã giải cứu", "ký kết kế hoạch với", "được hỗ trợ bởi", "giành chiến thắng trước", "công bố số liệu về"]
+OBJECTS = ["những người bị lừa bán", "đường dây đưa người trái phép", "đội khách", "giá lúa vụ mới", "học nghề"]
+# Peak resident memory of the largest process in a run (the workers are waited for, so they count).
+PEAK_RSS = (
+    "import resource, subprocess, sys\n"
+    "code = subprocess.call(sys.argv[2:])\n"
+    "open(sys.argv[1], 'w').write(str(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss))\n"
+    "sys.exit(code)\n"
+)
+
+
+def news_sentence(rng: random.Random) -> str:
+    """A generated sentence; its numbers vary, so the scoring cache does not hide the work."""
+    return (
+        f"{rng.choice(SUBJECTS)} {rng.choice(VERBS)} {rng.randint(1, 999)} {rng.choice(OBJECTS)} "
+        f"trong tháng {rng.randint(1, 12)} năm {rng.randint(1990, 2030)}."
+    )
+
+
+def news_article(rng: random.Random, n_paragraphs: int = 3) -> str:
+    return "\n".join(f"{news_sentence(rng)} {news_sentence(rng)}" for _ in range(n_paragraphs))
+
+
+def one_line(n_bytes: int, seed: int = 3) -> str:
+    """One line of generated sentences, about `n_bytes` of UTF-8 and no line break."""
+    rng, parts, size = random.Random(seed), [], 0
+    while size < n_bytes:
+        parts.append(news_sentence(rng))
+        size += len(parts[-1].encode("utf-8")) + 1
+    return " ".join(parts)
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
+
+
+# The unit tests' bad files, less the two made for a tiny size limit; this run keeps the default 10 MB limit.
+CLI_BAD_FILES = {name: case for name, case in BAD_FILES.items() if "limit" not in name}
+HUGE_REASONS = {
+    "50 MB single line": "is 50.0 MB, over the 10 MB limit for one article",
+    "gzip bomb": "once decompressed, is over the 10 MB limit for one article",
+}
+
+
+def _write_hostile_folder(folder) -> dict:
+    """Every hostile file and record in one folder; what each should give, by case."""
+    folder.mkdir()
+    cases = {"good": {}, "bad": {}, "lines": {}, "legacy": {}}
+    for name, make in GOOD_TEXT.items():
+        path = folder / f"good_{_slug(name)}.txt{'.gz' if 'gzipped' in name else ''}"
+        path.write_bytes(make(hostile_in.ARTICLE))
+        cases["good"][name] = path
+    (folder / "good_page.html").write_text(hostile_in.PAGE, encoding="utf-8")
+    (folder / "good_long_line.txt").write_text(one_line(1_000_000), encoding="utf-8")
+    for name, encode in (("TCVN3", tcvn3), ("VNI", vni)):
+        cases["legacy"][name] = folder / f"legacy_{name.lower()}.txt"
+        cases["legacy"][name].write_bytes(encode(hostile_in.ARTICLE))
+    for name, (example, make, reason) in CLI_BAD_FILES.items():
+        path = folder / f"bad_{_slug(name)}{example[1:]}"
+        path.write_bytes(make())
+        cases["bad"][name] = (path, reason)
+    huge = folder / "bad_50mb.txt"
+    block = one_line(1_000_000).encode("utf-8")
+    with open(huge, "wb") as f:
+        for _ in range(50):
+            f.write(block + b" ")
+    bomb = folder / "bad_bomb.txt.gz"
+    bomb.write_bytes(gzip.compress(b" " * 20_000_000, compresslevel=1))
+    for name, path in (("50 MB single line", huge), ("gzip bomb", bomb)):
+        cases["bad"][name] = (path, HUGE_REASONS[name])
+    _write_records(folder / "records.jsonl", cases)
+    rows = [{"id": "hang-1", "text": PARAGRAPHS[0]}, {"id": None, "text": "Câu."}, {"id": "hang-3", "text": None}]
+    pq.write_table(pa.Table.from_pylist(rows), folder / "rows.parquet")
+    return cases
+
+
+def _write_records(path, cases: dict) -> None:
+    """Good records with every bad line among them, a repeated id, blank lines, a 15 MB line, no final newline."""
+
+    def good(i: int) -> bytes:
+        return json.dumps({"id": f"r{i}", "text": PARAGRAPHS[i % len(PARAGRAPHS)]}, ensure_ascii=False).encode()
+
+    lines = [good(0), b""]
+    for k, (name, (line, reason)) in enumerate(BAD_LINES.items(), 1):
+        if name == "gigantic record":
+            line = json.dumps({"id": "lon", "text": "Câu rất dài. " * 900_000}, ensure_ascii=False).encode()
+            reason = f"a line of {(len(line) + 1) / 10**6:.1f} MB, over the 10 MB limit"  # 15.3 MB, its break counted
+        lines.append(line if isinstance(line, bytes) else line.encode("utf-8"))
+        cases["lines"][name] = (len(lines), reason)
+        lines.append(good(k))
+    lines.append(json.dumps({"id": "r0", "text": "Một bản tin khác mang trùng mã."}, ensure_ascii=False).encode())
+    cases["repeated"] = len(lines)
+    cases["good_ids"] = ["r0", *(f"r{k}" for k in range(1, len(BAD_LINES) + 1)), "r0"]
+    cases["n_records"] = sum(1 for line in lines if line.strip())
+    path.write_bytes(b"\n".join(lines))
+
+
+@pytest.fixture(scope="module")
+def hostile(tmp_path_factory, model_file):
+    """One run over every hostile input at once, with its peak memory: (completed process, output folder, cases)."""
+    root = tmp_path_factory.mktemp("hostile")
+    cases = _write_hostile_folder(root / "in")
+    out, peak = root / "out", root / "peak_rss_kb"
+    args = [root / "in", root / "in_missing.txt", "--model", model_file, "--jobs", "2"]
+    args += ["-o", out / "tags.jsonl", "--summary", out / "summary.csv.gz", "--report", out / "report.html"]
+    done = tag(args, prefix=(sys.executable, "-c", PEAK_RSS, str(peak)))
+    return done, out, cases, args, int(peak.read_text())
+
+
+def _by_article(out) -> dict:
+    recs = {}
+    for r in read_jsonl(out / "tags.jsonl"):
+        recs.setdefault((r["source_path"], r["article_id"]), []).append(r)
+    return recs
+
+
+def test_hostile_run_completes_and_counts_its_failures(hostile):
+    done, out, cases, _, _ = hostile
+    err = done.stderr.decode("utf-8")
+    assert done.returncode == 1 and "Traceback" not in err
+    failed = len(cases["bad"]) + len(cases["lines"]) + 2 + 1  # files, lines, Parquet rows, the missing path
+    inputs = len(cases["good"]) + 2 + 2 + len(cases["bad"]) + cases["n_records"] + 3 + 1  # + page, long line, legacy
+    last, before = err.strip().splitlines()[-1], err.strip().splitlines()[-2]
+    assert last == f"tag: {failed} of {inputs} inputs failed (messages above); all others were tagged"
+    assert before.endswith("; 3 warnings above")  # the two legacy files and the repeated id
+    assert sorted(p.name for p in out.iterdir()) == ["report.html", "summary.csv.gz", "tags.jsonl"]
+
+
+@pytest.mark.parametrize("case", list(GOOD_TEXT))
+def test_hostile_run_tags_every_encoding_and_form_like_the_clean_file(hostile, case):
+    _, _, cases, _, _ = hostile
+    recs = _by_article(hostile[1])
+    mine = recs[(str(cases["good"][case]),) * 2]
+    clean = recs[(str(cases["good"]["utf-8"]),) * 2]
+    assert [r["text"] for r in mine] == PARAGRAPHS
+    assert [r["probabilities"] for r in mine] == [r["probabilities"] for r in clean]
+
+
+def test_hostile_run_tags_the_page_without_scripts_and_the_long_line(hostile):
+    _, out, cases, args, _ = hostile
+    recs = _by_article(out)
+    page = str(args[0] / "good_page.html")
+    texts = [r["text"] for r in recs[(page, page)]]
+    assert texts == ["Giải cứu bốn nạn nhân bị lừa sang nước ngoài", *PARAGRAPHS]
+    assert not any(bit in t for t in texts for bit in SCRIPT_AND_STYLE)
+    long = str(args[0] / "good_long_line.txt")
+    assert len(recs[(long, long)]) > 1000 and max(len(r["text"]) for r in recs[(long, long)]) <= 5000
+
+
+@pytest.mark.parametrize("case", [*CLI_BAD_FILES, *HUGE_REASONS])
+def test_hostile_run_names_each_bad_file(hostile, case):
+    done, out, cases, _, _ = hostile
+    path, reason = cases["bad"][case]
+    lines = [line for line in done.stderr.decode("utf-8").splitlines() if line.startswith(f"error: {path}: ")]
+    assert len(lines) == 1 and reason in lines[0], lines
+    assert not any(r["source_path"] == str(path) for r in read_jsonl(out / "tags.jsonl"))
+
+
+@pytest.mark.parametrize("case", list(BAD_LINES))
+def test_hostile_run_names_each_bad_line_by_number(hostile, case):
+    done, _, cases, args, _ = hostile
+    lineno, reason = cases["lines"][case]
+    prefix = f"error: {args[0] / 'records.jsonl'}:{lineno}: "
+    lines = [line for line in done.stderr.decode("utf-8").splitlines() if line.startswith(prefix)]
+    assert len(lines) == 1 and reason in lines[0], lines
+
+
+def test_hostile_run_keeps_every_good_record_and_warns_of_legacy_files_and_repeated_ids(hostile):
+    done, out, cases, args, _ = hostile
+    err = done.stderr.decode("utf-8")
+    records = str(args[0] / "records.jsonl")
+    summary = pd.read_csv(out / "summary.csv.gz", dtype={"article_id": str})
+    assert summary[summary.source_path == records].article_id.tolist() == cases["good_ids"]
+    assert len(cases["good_ids"]) == cases["n_records"] - len(cases["lines"])
+    assert (
+        f"warning: {records}:{cases['repeated']}: id 'r0' was already used at {records}:1; both records are tagged"
+        in err
+    )
+    for path in cases["legacy"].values():
+        assert f"warning: {path}: reads poorly as Vietnamese" in err
+        assert (str(path), str(path)) in _by_article(out)  # tagged as read (best effort)
+    rows = str(args[0] / "rows.parquet")
+    assert (
+        f"error: {rows}: row 2: record has no 'id'" in err
+        and f"error: {rows}: row 3: record 'hang-3' has no 'text'" in err
+    )
+    assert (rows, "hang-1") in _by_article(out)
+
+
+def test_hostile_run_memory_stays_bounded(hostile):
+    # The 50 MB file and the 20 MB gzip bomb are never read whole (a stat, or 10 MB + 1 byte of gunzipped data),
+    # and the 15 MB line is read in a 10 MB piece then 1 MB ones. Measured here: this run peaks at about 220 MB;
+    # tagging a 10 MB single line peaks at 510 MB, so reading the 50 MB line as an article would pass 1.5 GB.
+    peak_mb = hostile[4] / 1024
+    assert peak_mb < 500, f"peak RSS {peak_mb:.0f} MB"
+
+
+def test_two_runs_on_the_same_input_write_the_same_bytes(hostile, tmp_path):
+    _, out, _, args, _ = hostile
+    again = [
+        a if a not in (out / n for n in ("tags.jsonl", "summary.csv.gz", "report.html")) else tmp_path / a.name
+        for a in args
+    ]
+    done = tag(again)
+    assert done.returncode == 1
+    for name in ("tags.jsonl", "summary.csv.gz", "report.html"):
+        assert (tmp_path / name).read_bytes() == (out / name).read_bytes(), name
+
+
+@pytest.fixture(scope="module")
+def big_job(tmp_path_factory):
+    """24,000 generated articles (72,000 paragraphs) in one 16 MB JSONL file: 16 units of work."""
+    path = tmp_path_factory.mktemp("big") / "news.jsonl"
+    rng = random.Random(11)
+    with open(path, "w", encoding="utf-8") as f:
+        for i in range(24_000):
+            f.write(json.dumps({"id": f"tin-{i}", "text": news_article(rng)}, ensure_ascii=False) + "\n")
+    return path
+
+
+def _units_done(journal) -> int:
+    return journal.read_bytes().count(b"\n") - 1 if journal.is_file() else 0  # the first line is the job
+
+
+def _wait_for_units(journal, proc, more_than: int) -> None:
+    """Poll the checkpoint's journal until the run has recorded more than `more_than` units: progress, not a guess of time."""
+    deadline = time.monotonic() + 60
+    while _units_done(journal) <= more_than:
+        assert proc.poll() is None, "the run ended before it could be interrupted"
+        assert time.monotonic() < deadline, "no progress in 60 s"
+        time.sleep(0.02)
+
+
+def _stop(proc, sig: int, group: bool) -> str:
+    os.killpg(proc.pid, sig) if group else proc.send_signal(sig)
+    return proc.communicate(timeout=60)[1].decode("utf-8")
+
+
+@pytest.mark.slow
+def test_interrupted_runs_resume_to_the_bytes_of_an_uninterrupted_run(tmp_path, big_job, model_file):
+    def args(folder):
+        out = ["-o", folder / "tags.jsonl", "--summary", folder / "summary.parquet", "--report", folder / "report.html"]
+        return [big_job, "--model", model_file, "--jobs", "2", *out]
+
+    whole = tag(args(tmp_path / "whole"))
+    assert whole.returncode == 0, whole.stderr.decode()
+    out = tmp_path / "out"
+    out.mkdir()
+    folder = out / ".tags.jsonl.tag-resume"
+    journal = folder / "journal.jsonl"
+    parts = ["journal.jsonl", "out.part", "rows.part", "sections.part", "summary.part"]
+    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}
+    popen = {
+        "cwd": ROOT,
+        "env": env,
+        "stdout": subprocess.DEVNULL,
+        "stderr": subprocess.PIPE,
+        "start_new_session": True,
+    }
+
+    # Ctrl-C in a terminal: SIGINT reaches the whole process group, workers included.
+    first = subprocess.Popen(tag_cmd(args(out)), **popen)
+    _wait_for_units(journal, first, 2)
+    err = _stop(first, signal.SIGINT, group=True)
+    assert first.returncode == 130 and "Traceback" not in err, err
+    assert "tag: interrupted by SIGINT; no output written." in err and "--resume to carry on" in err
+    assert [p.name for p in out.iterdir()] == [folder.name] and sorted(p.name for p in folder.iterdir()) == parts
+    after_first = _units_done(journal)
+
+    # Resumed, then SIGTERM to the main process alone (as `kill` or a job scheduler sends it).
+    second = subprocess.Popen(tag_cmd([*args(out), "--resume"]), **popen)
+    _wait_for_units(journal, second, after_first + 2)
+    err = _stop(second, signal.SIGTERM, group=False)
+    assert second.returncode == 143 and "Traceback" not in err, err
+    assert re.search(r"tag: resuming from .*: [1-9]\d* inputs were done", err)
+    assert "tag: interrupted by SIGTERM; no output written." in err
+    assert [p.name for p in out.iterdir()] == [folder.name] and sorted(p.name for p in folder.iterdir()) == parts
+
+    third = tag([*args(out), "--resume"])
+    assert third.returncode == 0 and "tag: resuming from" in third.stderr.decode(), third.stderr.decode()
+    assert sorted(p.name for p in out.iterdir()) == ["report.html", "summary.parquet", "tags.jsonl"]
+    for name in ("tags.jsonl", "summary.parquet", "report.html"):
+        assert (out / name).read_bytes() == (tmp_path / "whole" / name).read_bytes(), name
+    assert list(big_job.parent.iterdir()) == [big_job]  # nothing left beside the input either

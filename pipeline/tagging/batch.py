@@ -2,11 +2,18 @@
 
 Exit code 0 when every input was tagged, 1 when some failed (the others are still tagged and
 written), 2 (raised to the CLI) when nothing can run: no model, no inputs, an unwritable output.
+SIGINT, SIGTERM or SIGHUP stop a run with 128 + the signal's number and no output written; the
+work done is kept for `--resume` when the run can be resumed (checkpoint.py).
 """
 
 from __future__ import annotations
 
+import contextlib
+import itertools
+import os
+import signal
 import sys
+import threading
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -14,11 +21,15 @@ from pathlib import Path
 
 from pipeline.config import MODEL, load_params, section
 from pipeline.model import ModelError
-from pipeline.tagging.inputs import expand, units
+from pipeline.tagging.checkpoint import Checkpoint, job_of
+from pipeline.tagging.inputs import MAX_ARTICLE_MB, MB, expand, units
 from pipeline.tagging.outputs import (
     OutputError,
+    PartFile,
+    PartWriter,
     RecordWriter,
     encode,
+    ensure_writable,
     output_format,
     paragraph_columns,
     summary_columns,
@@ -26,6 +37,7 @@ from pipeline.tagging.outputs import (
 from pipeline.tagging.scoring import TagOptions
 
 MAX_MESSAGES = 200  # a file of bad lines would otherwise flood the terminal; the count is always given
+STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")
 
 
 @dataclass
@@ -46,25 +58,92 @@ class TagRequest:
     no_text: bool = False
     paragraphs: bool = False
     quiet: bool = False
+    resume: bool = False
+    max_article_mb: float = MAX_ARTICLE_MB
     params: Path = Path("configs/params.yaml")
 
 
+class Interrupted(KeyboardInterrupt):
+    """A signal stopped the run (a KeyboardInterrupt, so every clean-up written for Ctrl-C runs for SIGTERM too)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def signals_interrupt():
+    """While the block runs, SIGINT, SIGTERM and SIGHUP raise Interrupted; a second signal, during the clean-up, is ignored."""
+    if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
+        yield
+        return
+    caught = [getattr(signal, name) for name in STOP_SIGNALS if hasattr(signal, name)]
+
+    def stop(signum, frame):
+        for s in caught:
+            signal.signal(s, signal.SIG_IGN)
+        raise Interrupted(signum)
+
+    previous = {s: signal.signal(s, stop) for s in caught}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
 class Tally:
-    """Counts for the progress bar and the last line; prints failure messages, the first MAX_MESSAGES of them."""
+    """Counts for the progress bar and the last lines; prints messages (the first MAX_MESSAGES) and warns of repeated ids."""
+
+    COUNTS = ("inputs", "failed", "warned", "articles", "paragraphs", "on_topic", "shown")
 
     def __init__(self):
-        self.inputs = self.failed = self.articles = self.paragraphs = self.on_topic = self.shown = 0
+        self.inputs = self.failed = self.warned = self.articles = self.paragraphs = self.on_topic = self.shown = 0
+        self.ids_path, self.seen = None, {}  # ids of the current file's records: where each was first
+        self.before = 0  # paragraphs done before this run resumed, left out of its speed
+
+    def state(self) -> dict:
+        """The counts, for the checkpoint."""
+        return {name: getattr(self, name) for name in self.COUNTS}
+
+    def restore(self, done: list[dict]) -> None:
+        """Counts and the current file's ids as the journal of an interrupted run left them."""
+        for name, value in done[-1]["tally"].items():
+            setattr(self, name, value)
+        for entry in done:
+            self.remember(entry["path"], entry["ids"])
+
+    def remember(self, path: str, ids: list) -> list[str]:
+        """Note the ids of a unit's records; the messages for ids already used in the same file (both records are kept)."""
+        if path != self.ids_path:  # ids are per file: two sources may both number their records from 1
+            self.ids_path, self.seen = path, {}
+        repeated = []
+        for rid, where in ids:
+            if rid in self.seen:
+                repeated.append(f"{where}: id {rid!r} was already used at {self.seen[rid]}; both records are tagged")
+            else:
+                self.seen[rid] = where
+        return repeated
+
+    def _say(self, kind: str, message: str) -> None:
+        """Print one message, unless MAX_MESSAGES have been printed already (they are counted either way)."""
+        if self.shown < MAX_MESSAGES:
+            print(f"{kind}: {message}", file=sys.stderr)
+        self.shown += 1
 
     def add(self, result) -> None:
+        """Count one unit's result and print its messages."""
         self.inputs += result.n_inputs
         self.failed += len(result.errors)
         self.articles += len(result.summaries)
         self.paragraphs += result.n_paragraphs
         self.on_topic += sum(bool(s["on_topic"]) for s in result.summaries)
         for message in result.errors:
-            if self.shown < MAX_MESSAGES:
-                print(f"error: {message}", file=sys.stderr)
-            self.shown += 1
+            self._say("error", message)
+        warnings = result.warnings + self.remember(result.path, result.ids)
+        self.warned += len(warnings)
+        for message in warnings:
+            self._say("warning", message)
 
 
 def _options(req: TagRequest, fmt: str, params: dict) -> TagOptions:
@@ -83,6 +162,7 @@ def _options(req: TagRequest, fmt: str, params: dict) -> TagOptions:
         explain=req.explain,
         paragraphs_mode=req.paragraphs,
         report=bool(req.report),
+        max_bytes=int(req.max_article_mb * MB),
     )
 
 
@@ -99,18 +179,52 @@ def _progress(quiet: bool):
     )
 
 
-def _results(req: TagRequest, sources: list, options: TagOptions, jobs: int | None):
+def _results(req: TagRequest, sources: list, options: TagOptions, skip: int = 0):
+    """Results of every unit of work in input order, the first `skip` units (done before an interruption) left out."""
     if req.engine == "spark":
         from pipeline.tagging.spark import run_spark
 
         return run_spark(sources, options, req.spark_master, sys.stdin.buffer)
     from pipeline.tagging.engines import default_jobs, run_local
 
-    return run_local(units(sources, req.paragraphs, sys.stdin.buffer), options, jobs or default_jobs())
+    todo = itertools.islice(units(sources, req.paragraphs, sys.stdin.buffer, options.max_bytes), skip, None)
+    return run_local(todo, options, req.jobs or default_jobs())
+
+
+def _check(req: TagRequest, sources: list) -> None:
+    """Refuse, before any work, options that cannot work together."""
+    if req.max_article_mb <= 0:
+        raise OutputError("--max-article-mb must be more than 0")
+    if not req.resume:
+        return
+    if not req.output:
+        raise OutputError("--resume needs -o FILE: records written to standard output cannot be resumed")
+    if req.engine != "local":
+        raise OutputError("--resume works with the local engine only")
+    if any(kind == "stdin" for _, kind in sources):
+        raise OutputError("--resume cannot read standard input again: give the input as a file")
+
+
+def _checkpoint(req: TagRequest, sources: list, missing: list, options: TagOptions) -> Checkpoint | None:
+    """The run's work folder beside its first file output (None when everything goes to standard output)."""
+    files = [p for p in (req.output, req.summary, req.report) if p]
+    if not files:
+        return None
+    resumable = bool(req.output) and req.engine == "local" and all(kind != "stdin" for _, kind in sources)
+    job = job_of(req.paths, sources, missing, options, [req.output, req.summary, req.report]) if resumable else None
+    return Checkpoint.beside(files[0], job)
+
+
+def _signal_name(signum: int) -> str:
+    """SIGTERM for 15, and so on."""
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
 
 
 def run(req: TagRequest) -> int:
-    """Tag every input; returns the exit code (0 all tagged, 1 some inputs failed)."""
+    """Tag every input; returns the exit code (0 all tagged, 1 some inputs failed, 128 + N stopped by signal N)."""
     start = time.perf_counter()
     params = load_params(req.params)
     sources, missing, skipped = expand(req.paths)
@@ -118,27 +232,122 @@ def run(req: TagRequest) -> int:
         raise OutputError("nothing to tag: no inputs given")
     fmt = output_format(req.output, req.fmt)
     options = _options(req, fmt, params)
-    tally = Tally()
-    for path in missing:
-        print(f"error: {path}: no such file or folder", file=sys.stderr)
-    tally.inputs = tally.failed = len(missing)
+    _check(req, sources)
+    for path in (req.output, req.summary, req.report):
+        if path:
+            ensure_writable(path)
+    tally, state = Tally(), {}
+    with signals_interrupt():
+        checkpoint = None
+        try:
+            checkpoint = _checkpoint(req, sources, missing, options)
+            done = checkpoint.start(req.resume) if checkpoint else []
+            state["started"] = True
+            _begin(req, tally, checkpoint, done, missing, skipped)
+            _tag(req, sources, options, tally, checkpoint, state)
+        except BaseException as e:
+            if not (isinstance(e, Interrupted) and _outputs_in_place(req, state)):
+                return _failed(e, req, checkpoint, state)
+            print(f"note: {_signal_name(e.signum)} came once every output was in place", file=sys.stderr)
+        if checkpoint is not None:
+            checkpoint.close(keep=False)
+    return _finish(req, tally, time.perf_counter() - start)
+
+
+def _identity(path) -> tuple | None:
+    """(device, inode) of a file, None when there is none: tells whether a rename put a new file there."""
+    try:
+        st = os.stat(path)
+    except (OSError, TypeError):
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _outputs_in_place(req: TagRequest, state: dict) -> bool:
+    """Whether a signal came after the last output was renamed into place: the run is complete, nothing to undo."""
+    return "before" in state and bool(req.output) and _identity(req.output) != state["before"]
+
+
+def _failed(error: BaseException, req: TagRequest, checkpoint, state: dict) -> int:
+    """Clean up after an error or a signal: keep the checkpoint when work was done, then report or re-raise."""
+    if checkpoint is not None and "started" not in state:
+        # The checkpoint was not opened: a resumable one may be an earlier run's, only a private folder is ours.
+        kept = False if checkpoint.resumable else checkpoint.close(keep=False)
+    else:
+        kept = checkpoint is not None and checkpoint.close(keep=True)
+    if isinstance(error, Interrupted):
+        _stopped(error.signum, not req.output, checkpoint if kept else None)
+        return 128 + error.signum
+    if kept:
+        print(f"note: the work done so far is kept in {checkpoint.folder}: --resume carries on", file=sys.stderr)
+    raise error
+
+
+def _begin(req: TagRequest, tally: Tally, checkpoint, done: list, missing: list, skipped: list) -> None:
+    """Counts carried over from an interrupted run, or the messages for missing inputs; notes on skipped files."""
+    if done:
+        tally.restore(done)
+        tally.before = tally.paragraphs
+        if not req.quiet:
+            print(
+                f"tag: resuming from {checkpoint.folder}: {tally.inputs} inputs were done "
+                f"({tally.failed} failed, {tally.paragraphs} paragraphs); carrying on",
+                file=sys.stderr,
+            )
+    else:
+        for path in missing:
+            print(f"error: {path}: no such file or folder", file=sys.stderr)
+        tally.inputs = tally.failed = len(missing)
+        if req.resume and checkpoint is not None and not checkpoint.found:
+            print(f"note: nothing to resume at {checkpoint.folder}: starting from the beginning", file=sys.stderr)
+    if checkpoint is not None and checkpoint.dropped:
+        print(
+            f"note: the checkpoint of an interrupted run ({checkpoint.dropped} units done) is dropped: "
+            "this run starts over (--resume would have carried on)",
+            file=sys.stderr,
+        )
     if skipped:
         print(
             f"note: {len(skipped)} files with other extensions skipped in the folders given, e.g. {skipped[0]}",
             file=sys.stderr,
         )
+
+
+def _writer(stack: ExitStack, path, fmt: str, columns: list, checkpoint, name: str, sizes: dict):
+    """A part writer for a file output (cut back to its checkpoint size when resuming), else standard output."""
+    if not path:
+        return stack.enter_context(RecordWriter(None, fmt, columns))
+    writer = PartWriter(checkpoint.part(name), fmt, columns, sizes.get(name))
+    stack.callback(writer.close)
+    return writer
+
+
+def _part(stack: ExitStack, checkpoint, name: str, sizes: dict) -> PartFile:
+    """A part file of the report, closed with the run."""
+    part = PartFile(checkpoint.part(name), sizes.get(name))
+    stack.callback(part.close)
+    return part
+
+
+def _tag(req: TagRequest, sources: list, options: TagOptions, tally: Tally, checkpoint, state: dict) -> None:
+    """Tag the units not done yet into the part files (recording each in the checkpoint), then put the files in place."""
+    start = time.perf_counter()
+    sizes = checkpoint.sizes if checkpoint is not None else {}
     with ExitStack() as stack:
-        out = stack.enter_context(RecordWriter(req.output, fmt, list(options.columns)))
-        summary, summary_fmt = None, output_format(req.summary, None)
+        out = _writer(stack, req.output, options.fmt, list(options.columns), checkpoint, "out", sizes)
+        summary = summary_fmt = None
         if req.summary:
-            summary = stack.enter_context(RecordWriter(req.summary, summary_fmt, summary_columns()))
+            summary_fmt = output_format(req.summary, None)
+            summary = _writer(stack, req.summary, summary_fmt, summary_columns(), checkpoint, "summary", sizes)
         report = None
         if req.report:
             from pipeline.tagging.report import ReportWriter
 
-            report = stack.enter_context(ReportWriter(req.report, f"Topic tags: {', '.join(req.paths)[:200]}"))
+            rows, sections = _part(stack, checkpoint, "rows", sizes), _part(stack, checkpoint, "sections", sizes)
+            title = f"Topic tags: {', '.join(req.paths)[:200]}"
+            report = ReportWriter(req.report, title, rows, sections, tally.articles, tally.on_topic)
         bar = stack.enter_context(_progress(req.quiet))
-        for result in _results(req, sources, options, req.jobs):
+        for result in _results(req, sources, options, checkpoint.units if checkpoint else 0):
             if result.fatal:
                 raise ModelError(result.fatal)
             tally.add(result)
@@ -147,12 +356,36 @@ def run(req: TagRequest) -> int:
                 summary.write(encode(result.summaries, summary_fmt, summary_columns()))
             if report is not None:
                 report.add(result.summaries, result.report)
+            if checkpoint is not None and checkpoint.resumable:
+                parts = {"out": out.size()}
+                if summary is not None:
+                    parts["summary"] = summary.size()
+                if report is not None:
+                    parts["rows"], parts["sections"] = report.sizes()
+                checkpoint.record(parts, tally.state(), result.path, result.ids)
             bar.update(result.n_paragraphs)
             elapsed = max(time.perf_counter() - start, 1e-9)
             bar.set_postfix_str(f"{tally.articles} articles, {tally.articles / elapsed:,.0f} articles/s", refresh=False)
+        # Every input is done: the files go in place, the records last, so their presence means a finished run.
+        state["before"] = _identity(req.output)
         if report is not None:
             report.finish()
-    return _finish(req, tally, time.perf_counter() - start)
+        if summary is not None:
+            summary.assemble(req.summary)
+        if req.output:
+            out.assemble(req.output)
+
+
+def _stopped(signum: int, to_stdout: bool, kept) -> None:
+    """The message of a run stopped by a signal: what was (not) written, and where the work done waits for --resume."""
+    written = "the records on standard output are incomplete; no file written" if to_stdout else "no output written"
+    message = f"tag: interrupted by {_signal_name(signum)}; {written}"
+    if kept is not None:
+        message += (
+            f". The {kept.last.get('inputs', 0)} inputs done so far are kept in {kept.folder}: "
+            "run the same command with --resume to carry on"
+        )
+    print(message, file=sys.stderr)
 
 
 def _finish(req: TagRequest, tally: Tally, seconds: float) -> int:
@@ -160,11 +393,12 @@ def _finish(req: TagRequest, tally: Tally, seconds: float) -> int:
     if tally.shown > MAX_MESSAGES:
         print(f"error: ... {tally.shown - MAX_MESSAGES} more messages not shown", file=sys.stderr)
     where = req.output or "standard output"
-    rate = tally.paragraphs / seconds if seconds > 0 else 0.0
+    rate = (tally.paragraphs - tally.before) / seconds if seconds > 0 else 0.0
+    warned = f"; {tally.warned} warning{'s' if tally.warned > 1 else ''} above" if tally.warned else ""
     if not req.quiet:
         print(
             f"tag: {tally.paragraphs} paragraphs of {tally.articles} articles ({tally.on_topic} on-topic) -> {where} "
-            f"in {seconds:.1f} s ({rate:,.0f} paragraphs/s)",
+            f"in {seconds:.1f} s ({rate:,.0f} paragraphs/s){warned}",
             file=sys.stderr,
         )
     if tally.failed:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 from collections import deque
 from collections.abc import Iterable, Iterator
 
@@ -37,6 +38,17 @@ def _init_worker(options: TagOptions) -> None:
         _WORKER["fatal"] = str(e) or type(e).__name__
 
 
+def _init_pool_worker(options: TagOptions) -> None:
+    """Initializer of a pool worker: the main process alone answers Ctrl-C and SIGTERM, then ends the workers."""
+    # A terminal's Ctrl-C (or hang-up) reaches every process of the group; a worker would die with a traceback.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if hasattr(signal, "SIGHUP"):
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    # Forked workers inherit the main process's SIGTERM handler; pool.terminate() must simply end them.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    _init_worker(options)
+
+
 def _run_unit(unit: Unit) -> UnitResult:
     if "fatal" in _WORKER:
         return UnitResult(fatal=_WORKER["fatal"])
@@ -56,7 +68,7 @@ def run_local(units: Iterable[Unit], options: TagOptions, jobs: int) -> Iterator
         for unit in units:
             yield _run_unit(unit)
         return
-    pool = _context().Pool(jobs, initializer=_init_worker, initargs=(options,))
+    pool = _context().Pool(jobs, initializer=_init_pool_worker, initargs=(options,))
     try:
         pending: deque = deque()
         for unit in units:

@@ -2,7 +2,9 @@
 
 A unit is small and picklable: a file to read, or a chunk of JSONL lines or Parquet rows. The
 main process only lists files and reads record files in chunks; workers decode, extract and
-parse, so a bad file or line becomes a message naming it, never a crash.
+parse, so a bad file or line becomes a message naming it, never a crash. One article may be at
+most `max_bytes` long (--max-article-mb): a longer file, record or JSON line is reported without
+ever being held in memory whole.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from pipeline.text import Article, normalize
+from pipeline.text import _CONTROL_CHARS, _INVISIBLE_CHARS, Article, normalize
 
 ARTICLE_KINDS = {".txt": "text", ".text": "text", ".html": "html", ".htm": "html", ".xhtml": "html"}
 RECORD_KINDS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet", ".pq": "parquet"}
@@ -28,6 +30,9 @@ STDIN = "-"
 # Chunks of records sent to a worker at once: big enough to batch the model, small enough to spread the work.
 CHUNK_BYTES = 1 << 20
 CHUNK_RECORDS = 2000
+MB = 1_000_000
+# Default --max-article-mb: a 10 MB article takes a worker about 300 MB more; news articles are a few kB.
+MAX_ARTICLE_MB = 10.0
 _BOMS = (
     (codecs.BOM_UTF32_LE, "utf-32"),
     (codecs.BOM_UTF32_BE, "utf-32"),
@@ -36,6 +41,13 @@ _BOMS = (
     (codecs.BOM_UTF16_BE, "utf-16"),
 )
 _META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]+)""", re.IGNORECASE)
+# A character that normalize() keeps: text without one has no paragraph to tag.
+_VISIBLE = re.compile(f"[^\\s{_INVISIBLE_CHARS}{_CONTROL_CHARS}]")
+_ASCII_LETTER = re.compile("[A-Za-z]")
+# Punctuation of ordinary text, stripped from the ends of a word before it is judged.
+_EDGE_PUNCTUATION = "\"'()[]{}<>.,;:!?-–—“”‘’«»…•·*/\\|%°€£$#@&+=_~"
+# Legacy-font text read through a code page has a letter or sign foreign to Vietnamese in most words.
+POOR_VIETNAMESE_SHARE = 0.4
 
 
 class InputError(Exception):
@@ -52,13 +64,32 @@ class Unit:
     first: int = 1  # line (jsonl) or row (parquet) number of the first record
 
 
+@dataclass(frozen=True)
+class Oversized:
+    """A JSON line longer than the limit, skipped unread: only its length is kept."""
+
+    size: int
+
+
 @dataclass
 class Parsed:
-    """What a unit holds: articles ready to cut into paragraphs, and messages for inputs that failed."""
+    """What a unit holds: articles ready to cut into paragraphs (and where each is), messages for inputs that failed or look wrong."""
 
     articles: list[Article] = field(default_factory=list)
+    wheres: list[str] = field(default_factory=list)  # "path", "path:line" or "path: row N" of each article
     errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
     n_inputs: int = 0  # files and records tried, failed or not
+
+    def add(self, article: Article, where: str, encoding: str = "utf-8") -> None:
+        """Keep one article, with a warning when its text reads like a legacy font encoding."""
+        self.articles.append(article)
+        self.wheres.append(where)
+        if reads_poorly(article.text):
+            self.warnings.append(
+                f"{where}: reads poorly as Vietnamese (read as {encoding}, most words have letters or signs foreign "
+                "to it): a legacy font encoding such as TCVN3 or VNI? Tagged as read; convert it to Unicode first"
+            )
 
 
 def kind_of(path: str) -> str:
@@ -113,11 +144,37 @@ def vietnamese_score(text: str) -> float:
     return sum(c in known for c in letters) / len(letters)
 
 
+@functools.cache
+def _foreign_char() -> re.Pattern:
+    """A character Vietnamese text (NFC or NFD) has no use for: a letter outside its alphabet, or an unusual sign."""
+    known = "".join(sorted(_vietnamese_letters() | set(_EDGE_PUNCTUATION)))
+    return re.compile(f"[^\\x00-\\x7f\\s\u0300-\u036f{re.escape(known)}]")
+
+
+def reads_poorly(text: str) -> bool:
+    """Whether most words with Latin letters hold a letter or sign foreign to Vietnamese: TCVN3 or VNI text read through a code page."""
+    sample = text[:20000]
+    foreign = _foreign_char()
+    if foreign.search(sample) is None:  # the usual case, one regex scan
+        return False
+    words = [w.strip(_EDGE_PUNCTUATION) for w in sample.split() if _ASCII_LETTER.search(w)]
+    odd = sum(1 for w in words if foreign.search(w))
+    return len(words) >= 5 and odd >= POOR_VIETNAMESE_SHARE * len(words)
+
+
+def has_text(text: str) -> bool:
+    """Whether `text` has a paragraph to tag: a character other than white space, control or invisible ones."""
+    return _VISIBLE.search(text) is not None
+
+
 def _looks_binary(text: str) -> bool:
-    """Control characters other than white space in more than 1% of the text, or any NUL: not a text file."""
+    """Control characters other than white space (NUL included) in more than 1% of the text: not a text file.
+
+    A few stray control characters in real text are dropped by normalize(), so they do not reject the file.
+    """
     sample = text[:20000]
     controls = sum(1 for c in sample if ord(c) < 32 and c not in "\t\n\r\f\v")
-    return "\x00" in sample or controls > len(sample) / 100
+    return controls > len(sample) / 100
 
 
 def _utf16_without_bom(data: bytes) -> str | None:
@@ -147,8 +204,12 @@ def _decode(data: bytes, declared: str | None) -> tuple[str, str]:
                 raise InputError(
                     f"starts with a {encoding} byte-order mark but is not {encoding} ({e.reason})"
                 ) from None
+    utf8 = None
     with contextlib.suppress(UnicodeDecodeError):
-        return data.decode("utf-8"), "utf-8"
+        utf8 = data.decode("utf-8")
+        # ASCII text in UTF-16 without a BOM is valid UTF-8 too, with a NUL in every other place.
+        if not _looks_binary(utf8):
+            return utf8, "utf-8"
     text = _utf16_without_bom(data)
     if text is not None and not _looks_binary(text):
         return text, "utf-16"
@@ -165,6 +226,8 @@ def _decode(data: bytes, declared: str | None) -> tuple[str, str]:
         with contextlib.suppress(UnicodeDecodeError):
             candidates.append((data.decode("cp1258"), "cp1258"))
     candidates = [(t, e) for t, e in candidates if not _looks_binary(t)]
+    if not candidates and utf8 is not None:
+        raise InputError("cannot be decoded: control characters throughout the utf-8 text (a binary file?)")
     if not candidates:
         raise InputError("cannot be decoded: not UTF-8, UTF-16 or Windows-1258 text (a binary file?)")
     # max() keeps the first of equals: charset-normalizer's guess unless Windows-1258 reads better.
@@ -202,44 +265,110 @@ def html_article(html: str) -> tuple[str, str]:
     return doc.text, doc.title or ""
 
 
-def read_bytes(path: str) -> bytes:
-    """A file's bytes, gunzipped if its name ends in .gz; InputError naming the problem otherwise."""
+def too_large(max_bytes: int, what: str = "is", size: int | None = None) -> str:
+    """The message for an input over the size limit of one article (with its size when known)."""
+    amount = f" {size / MB:,.1f} MB," if size is not None else ""
+    return f"{what}{amount} over the {max_bytes / MB:g} MB limit for one article (--max-article-mb); not tagged"
+
+
+def read_bytes(path: str, max_bytes: int = int(MAX_ARTICLE_MB * MB)) -> bytes:
+    """A file's bytes, gunzipped if its name ends in .gz; InputError naming the problem, or the size over `max_bytes`."""
     try:
         with open(path, "rb") as f:
-            data = f.read()
-        return gzip.decompress(data) if path.lower().endswith(".gz") else data
+            if path.lower().endswith(".gz"):
+                # Read one byte past the limit: enough to know, never the whole of a huge file.
+                data = gzip.GzipFile(fileobj=f).read(max_bytes + 1)
+                if len(data) > max_bytes:
+                    raise InputError(too_large(max_bytes, "once decompressed, is"))
+                return data
+            size = os.fstat(f.fileno()).st_size
+            if size > max_bytes:
+                raise InputError(too_large(max_bytes, size=size))
+            return f.read(max_bytes + 1)
     except (OSError, EOFError, zlib.error) as e:
         raise InputError(f"cannot be read ({getattr(e, 'strerror', None) or e})") from None
 
 
-def article_from_bytes(data: bytes, path: str, kind: str) -> Article:
-    """One article from a text file or web page's bytes; its id and path are the file's path."""
+def decode_article(data: bytes, path: str, kind: str) -> tuple[Article, str]:
+    """(article, encoding) from a text file or web page's bytes; its id and path are the file's path."""
     text, encoding = decode_bytes(data, declared_charset(data) if kind == "html" else None)
     extra = {}
     if kind == "html":
         text, title = html_article(text)
         if title:
             extra["title"] = normalize(title)
-    return Article(id=path, text=text, path=path, extra=extra)
+    if not has_text(text):
+        raise InputError(
+            "is empty" if not text else "has no text to tag, only white space and control or invisible characters"
+        )
+    return Article(id=path, text=text, path=path, extra=extra), encoding
 
 
-def record_article(rec, path: str, where: str, paragraphs_mode: bool) -> Article:
+def article_from_bytes(data: bytes, path: str, kind: str) -> Article:
+    """One article from a text file or web page's bytes; its id and path are the file's path."""
+    return decode_article(data, path, kind)[0]
+
+
+def _json_kind(value) -> str:
+    """What a JSON value is, in the words of JSON (for messages)."""
+    if isinstance(value, bool):
+        return "true or false"
+    if isinstance(value, int | float):
+        return "a number"
+    kinds = {dict: "an object", list: "a list", str: "a string", type(None): "null"}
+    return kinds.get(type(value), type(value).__name__)
+
+
+def _record_id(rec: dict, where: str) -> str:
+    """A record's id as text; InputError when it is missing, empty, or not a string or number."""
+    rid = rec.get("id")
+    if rid is None:
+        raise InputError(f"{where}: record has no 'id'")
+    if isinstance(rid, bool) or not isinstance(rid, str | int | float):
+        raise InputError(f"{where}: record's 'id' must be a string or a number, not {_json_kind(rid)}")
+    if isinstance(rid, str) and not rid.strip():
+        raise InputError(f"{where}: record has an empty 'id'")
+    return str(rid)
+
+
+def record_article(
+    rec, path: str, where: str, paragraphs_mode: bool, max_bytes: int = int(MAX_ARTICLE_MB * MB)
+) -> Article:
     """An article (or, with --paragraphs, one paragraph) from a corpus-format record; other fields are carried through."""
     if not isinstance(rec, dict):
-        raise InputError(f"{where}: a record must be a JSON object with 'id' and 'text'")
-    if "id" not in rec or rec["id"] is None:
-        raise InputError(f"{where}: record has no 'id'")
+        raise InputError(f"{where}: a record must be a JSON object with 'id' and 'text', not {_json_kind(rec)}")
+    rid = _record_id(rec, where)
     text = rec.get("text")
     if not isinstance(text, str):
-        raise InputError(f"{where}: record {rec['id']!r} has no string 'text'")
-    if paragraphs_mode and not normalize(text):
-        raise InputError(f"{where}: paragraph {rec['id']!r} has empty 'text'")
+        found = "no 'text'" if text is None else f"a 'text' that is {_json_kind(text)}, not a string"
+        raise InputError(f"{where}: record {rid!r} has {found}")
+    if len(text) > max_bytes:  # characters: a Parquet cell is in memory already, its UTF-8 size is not
+        what = f"its text of {len(text):,} characters is"
+        raise InputError(f"{where}: record {rid!r}: {too_large(max_bytes, what)}")
+    if not has_text(text):
+        kind = "paragraph" if paragraphs_mode else "record"
+        raise InputError(f"{where}: {kind} {rid!r} has empty 'text'")
     extra = {k: v for k, v in rec.items() if k not in ("id", "text")}
-    return Article(id=str(rec["id"]), text=text, path=path, extra=extra)
+    return Article(id=rid, text=text, path=path, extra=extra)
 
 
-def parse_unit(unit: Unit, paragraphs_mode: bool) -> Parsed:
-    """Read and parse one unit (in a worker): its articles, and one message per input that failed."""
+def _parse_line(line, where: str, max_bytes: int):
+    """The JSON value of one line; InputError naming the line when it is too long, not UTF-8 or malformed."""
+    if isinstance(line, Oversized):
+        raise InputError(f"{where}: {too_large(max_bytes, 'a line of', line.size)}")
+    try:
+        # Without its line break, a line cut short reads as an unterminated string, not a control character.
+        return json.loads(line.rstrip(b"\r\n" if isinstance(line, bytes) else "\r\n"))
+    except UnicodeDecodeError:
+        raise InputError(f"{where}: not UTF-8 (JSON lines must be UTF-8)") from None
+    except json.JSONDecodeError as e:
+        raise InputError(f"{where}: malformed JSON ({e.msg.removesuffix(' at')} at column {e.colno})") from None
+    except RecursionError:  # [[[[...]]]] nested deeper than Python's stack
+        raise InputError(f"{where}: malformed JSON (nested too deeply)") from None
+
+
+def parse_unit(unit: Unit, paragraphs_mode: bool, max_bytes: int = int(MAX_ARTICLE_MB * MB)) -> Parsed:
+    """Read and parse one unit (in a worker): its articles, and one message per input that failed or looks wrong."""
     out = Parsed()
     if unit.kind == "error":
         out.n_inputs = 1
@@ -247,38 +376,48 @@ def parse_unit(unit: Unit, paragraphs_mode: bool) -> Parsed:
     elif unit.kind in ("text", "html"):
         out.n_inputs = 1
         try:
-            data = unit.data if unit.data is not None else read_bytes(unit.path)
-            out.articles.append(article_from_bytes(data, unit.path, unit.kind))
+            data = unit.data if unit.data is not None else read_bytes(unit.path, max_bytes)
+            article, encoding = decode_article(data, unit.path, unit.kind)
+            out.add(article, unit.path, encoding)
         except InputError as e:
             out.errors.append(f"{unit.path}: {e}")
     elif unit.kind == "jsonl":
         for i, line in enumerate(unit.data):
             where = f"{unit.path}:{unit.first + i}"
-            if not line.strip():
+            if not isinstance(line, Oversized) and not line.strip():
                 continue
             out.n_inputs += 1
             try:
-                rec = json.loads(line)
-            except UnicodeDecodeError:
-                out.errors.append(f"{where}: not UTF-8 (JSON lines must be UTF-8)")
-                continue
-            except json.JSONDecodeError as e:
-                out.errors.append(f"{where}: malformed JSON ({e.msg} at column {e.colno})")
-                continue
-            try:
-                out.articles.append(record_article(rec, unit.path, where, paragraphs_mode))
+                rec = _parse_line(line, where, max_bytes)
+                out.add(record_article(rec, unit.path, where, paragraphs_mode, max_bytes), where)
             except InputError as e:
                 out.errors.append(str(e))
     elif unit.kind == "rows":
         out.n_inputs = len(unit.data)
         for i, rec in enumerate(unit.data):
+            where = f"{unit.path}: row {unit.first + i}"
             try:
-                out.articles.append(
-                    record_article(rec, unit.path, f"{unit.path}: row {unit.first + i}", paragraphs_mode)
-                )
+                out.add(record_article(rec, unit.path, where, paragraphs_mode, max_bytes), where)
             except InputError as e:
                 out.errors.append(str(e))
     return out
+
+
+def bounded_lines(stream, max_len: int) -> Iterator:
+    """The lines of a stream, none longer than `max_len`: a longer one is read through in pieces and becomes `Oversized`."""
+    while True:
+        line = stream.readline(max_len + 1)
+        if not line:
+            return
+        newline = b"\n" if isinstance(line, bytes) else "\n"
+        if len(line) <= max_len or line.endswith(newline):
+            yield line
+            continue
+        size = len(line)
+        while line and not line.endswith(newline):
+            line = stream.readline(1 << 20)
+            size += len(line)
+        yield Oversized(size)
 
 
 def _line_chunks(lines, path: str) -> Iterator[Unit]:
@@ -288,7 +427,7 @@ def _line_chunks(lines, path: str) -> Iterator[Unit]:
         if not chunk:
             first = lineno
         chunk.append(line)
-        size += len(line)
+        size += 1 if isinstance(line, Oversized) else len(line)
         if size >= CHUNK_BYTES or len(chunk) >= CHUNK_RECORDS:
             yield Unit("jsonl", path, chunk, first)
             chunk, size = [], 0
@@ -308,14 +447,14 @@ def _open_lines(stream):
     return stream
 
 
-def jsonl_units(path: str, stream=None) -> Iterator[Unit]:
+def jsonl_units(path: str, stream=None, max_bytes: int = int(MAX_ARTICLE_MB * MB)) -> Iterator[Unit]:
     """Units of a .jsonl(.gz) file (or an open binary stream): chunks of lines; a read error ends the file with an error unit."""
     last, opened = 0, None
     try:
         if stream is None:
             opened = open(path, "rb")  # noqa: SIM115 - closed in finally, once the generator is done
             stream = gzip.GzipFile(fileobj=opened) if path.lower().endswith(".gz") else opened
-        for unit in _line_chunks(_open_lines(stream), path):
+        for unit in _line_chunks(bounded_lines(_open_lines(stream), max_bytes), path):
             last = unit.first + len(unit.data) - 1
             yield unit
     except (OSError, EOFError, zlib.error, UnicodeDecodeError) as e:
@@ -345,23 +484,28 @@ def parquet_units(path: str) -> Iterator[Unit]:
         yield Unit("error", path, f"{path}: cannot be read as Parquet ({e})")
 
 
-def stdin_units(stream, paragraphs_mode: bool) -> Iterator[Unit]:
+def stdin_units(stream, paragraphs_mode: bool, max_bytes: int = int(MAX_ARTICLE_MB * MB)) -> Iterator[Unit]:
     """Standard input: JSONL records when it starts with '{' (or with --paragraphs), else one article (a page if it starts with '<')."""
     head = stream.peek(64)[:64].lstrip(codecs.BOM_UTF8 + b" \t\r\n") if hasattr(stream, "peek") else b""
     if paragraphs_mode or head.startswith(b"{"):
-        yield from jsonl_units(STDIN, stream)
+        yield from jsonl_units(STDIN, stream, max_bytes)
         return
-    data = stream.read()
+    data = stream.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        yield Unit("error", STDIN, f"{STDIN}: {too_large(max_bytes, 'standard input is')}")
+        return
     yield Unit("html" if head.startswith(b"<") else "text", STDIN, data)
 
 
-def units(sources: list[tuple[str, str]], paragraphs_mode: bool, stdin=None) -> Iterator[Unit]:
+def units(
+    sources: list[tuple[str, str]], paragraphs_mode: bool, stdin=None, max_bytes: int = int(MAX_ARTICLE_MB * MB)
+) -> Iterator[Unit]:
     """Every unit of work for the inputs, in input order."""
     for path, kind in sources:
         if kind == "stdin":
-            yield from stdin_units(stdin, paragraphs_mode)
+            yield from stdin_units(stdin, paragraphs_mode, max_bytes)
         elif kind == "jsonl":
-            yield from jsonl_units(path)
+            yield from jsonl_units(path, max_bytes=max_bytes)
         elif kind == "parquet":
             yield from parquet_units(path)
         elif paragraphs_mode:

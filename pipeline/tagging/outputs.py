@@ -3,6 +3,11 @@
 JSON lines keep the nested record (`probabilities` as an object); CSV and Parquet get one flat
 row with a `p_LABEL` column per label and the carried-through `fields` (and `terms`) as JSON text.
 Workers encode their own rows (`encode`), so the main process only appends bytes or tables.
+
+A file output is built in a part file (`PartWriter`, in the run's work folder, see checkpoint.py)
+and put in place by `assemble` once every input is done: renamed when it is plain JSONL or CSV,
+else compressed or converted to Parquet into a temporary file that is then renamed. Standard
+output is written as the records come (`RecordWriter`).
 """
 
 from __future__ import annotations
@@ -13,6 +18,8 @@ import gzip
 import io
 import json
 import os
+import shutil
+import struct
 import sys
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -161,6 +168,128 @@ def atomic_open(path: str | Path) -> Iterator:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def ensure_writable(path: str | Path) -> None:
+    """Raise OutputError now, before any work, when a file cannot be created at `path` (an existing one is left alone)."""
+    path = Path(path)
+    if path.is_dir():
+        raise OutputError(f"{path}: is a folder, not a file")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as e:
+        raise OutputError(f"{path}: cannot be written ({e.strerror or e})") from None
+
+
+class PartFile:
+    """A binary file that chunks are appended to; on resume it is cut back to the size its checkpoint recorded."""
+
+    def __init__(self, path: Path, size: int | None = None):
+        self.path = path
+        try:
+            if size is None:
+                self._f = open(path, "wb")  # noqa: SIM115 - closed by close(), at the end of the run
+                return
+            self._f = open(path, "r+b")  # noqa: SIM115
+            found = os.fstat(self._f.fileno()).st_size
+        except OSError as e:
+            raise OutputError(f"{path}: cannot be written ({e.strerror or e})") from None
+        if found < size:
+            self._f.close()
+            raise OutputError(f"{path}: shorter ({found} bytes) than its checkpoint says ({size}): damaged")
+        self._f.truncate(size)  # what was written after the last recorded unit is done again
+        self._f.seek(size)
+
+    def write(self, data: bytes) -> None:
+        """Append bytes."""
+        self._f.write(data)
+
+    def size(self) -> int:
+        """Bytes written so far, all of them handed to the system (so a checkpoint never counts bytes still in memory)."""
+        self._f.flush()
+        return self._f.tell()
+
+    def close(self) -> None:
+        """Close the file (it stays on disk)."""
+        self._f.close()
+
+
+def _table_bytes(chunk: dict, schema) -> bytes:
+    """One Parquet chunk as an Arrow IPC stream, length-prefixed so that the part file can be read back chunk by chunk."""
+    import pyarrow as pa
+
+    table = pa.Table.from_pydict(chunk, schema=schema)
+    if not table.num_rows:
+        return b""
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, schema) as writer:
+        writer.write_table(table)
+    data = sink.getvalue().to_pybytes()
+    return struct.pack("<Q", len(data)) + data
+
+
+def _part_tables(path: Path) -> Iterator:
+    """The tables of a Parquet part file, in the order they were appended."""
+    import pyarrow as pa
+
+    with open(path, "rb") as f:
+        while head := f.read(8):
+            (n,) = struct.unpack("<Q", head)
+            yield pa.ipc.open_stream(f.read(n)).read_all()
+
+
+class PartWriter:
+    """Appends encoded chunks (see `encode`) to a part file; `assemble` turns it into the output file."""
+
+    def __init__(self, path: Path, fmt: str, columns: list[str], size: int | None = None):
+        self.fmt, self.columns = fmt, columns
+        self.file = PartFile(path, size)
+        self._schema = arrow_schema(columns) if fmt == "parquet" else None
+        if size is None and fmt == "csv":
+            self.file.write((",".join(columns) + "\n").encode("utf-8"))
+
+    def write(self, chunk) -> None:
+        """Append one encoded chunk."""
+        self.file.write(_table_bytes(chunk, self._schema) if self.fmt == "parquet" else chunk)
+
+    def size(self) -> int:
+        """Bytes in the part file so far."""
+        return self.file.size()
+
+    def close(self) -> None:
+        """Close the part file (it stays on disk)."""
+        self.file.close()
+
+    def assemble(self, dest: str | Path) -> None:
+        """Close the part and put the output at `dest` atomically (same bytes whether the run was resumed or not)."""
+        self.close()
+        assemble(self.file.path, Path(dest), self.fmt, self.columns)
+
+
+def assemble(part: Path, dest: Path, fmt: str, columns: list[str]) -> None:
+    """The output file at `dest` from its part: renamed when plain JSONL or CSV, else gzipped or written as Parquet."""
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        with atomic_open(dest) as f:
+            writer = pq.ParquetWriter(f, arrow_schema(columns))
+            for table in _part_tables(part):
+                writer.write_table(table)
+            writer.close()
+    elif dest.name.lower().endswith(".gz"):
+        with atomic_open(dest) as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as gz, open(part, "rb") as src:
+            shutil.copyfileobj(src, gz, 1 << 20)
+    else:
+        try:
+            os.replace(part, dest)  # the part sits beside the output: a rename, no copy
+        except OSError:  # another file system (--summary elsewhere): copy, atomically
+            with atomic_open(dest) as f, open(part, "rb") as src:
+                shutil.copyfileobj(src, f, 1 << 20)
+        return
+    part.unlink()
 
 
 class RecordWriter:

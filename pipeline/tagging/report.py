@@ -1,17 +1,17 @@
 """The HTML report: one self-contained page, the summary table at the top, then each article's paragraphs coloured by label.
 
-Workers render each article's section; the main process spools sections and table rows to
-temporary files and joins them at the end, so a large run does not hold the page in memory.
+Workers render each article's section; the main process appends sections and table rows to
+part files in the run's work folder and joins them at the end, so a large run does not hold the
+page in memory, and an interrupted run can be resumed.
 """
 
 from __future__ import annotations
 
 import shutil
-import tempfile
 from html import escape
 
 from pipeline.config import LABELS
-from pipeline.tagging.outputs import atomic_open
+from pipeline.tagging.outputs import PartFile, atomic_open
 from pipeline.tagging.records import UNCERTAIN
 
 COLOURS = {
@@ -67,14 +67,12 @@ def table_row(summary: dict) -> str:
 
 
 class ReportWriter:
-    """Collects table rows and article sections in temporary files; `finish` writes the page atomically."""
+    """Appends table rows and article sections to two part files; `finish` writes the page atomically."""
 
-    def __init__(self, path: str, title: str):
+    def __init__(self, path: str, title: str, rows: PartFile, sections: PartFile, n_articles=0, n_on_topic=0):
         self.path, self.title = path, title
-        # Closed by close() / __exit__: they live as long as the run.
-        self.rows = tempfile.TemporaryFile()  # noqa: SIM115
-        self.sections = tempfile.TemporaryFile()  # noqa: SIM115
-        self.n_articles = self.n_on_topic = 0
+        self.rows, self.sections = rows, sections
+        self.n_articles, self.n_on_topic = n_articles, n_on_topic  # carried over when a run resumes
 
     def __enter__(self):
         return self
@@ -101,15 +99,19 @@ class ReportWriter:
             f"<p>{self.n_articles} articles, {self.n_on_topic} on-topic. Hover a paragraph for its probabilities.</p>\n"
             f"<p class=legend>{legend}</p>\n<table><tr>{header}</tr>\n"
         )
+        self.close()
         with atomic_open(self.path) as f:
             f.write(head.encode("utf-8"))
             for part, closing in ((self.rows, "</table>\n"), (self.sections, "</body></html>\n")):
-                part.seek(0)
-                shutil.copyfileobj(part, f)
+                with open(part.path, "rb") as src:
+                    shutil.copyfileobj(src, f, 1 << 20)
                 f.write(closing.encode("utf-8"))
-        self.close()
+
+    def sizes(self) -> tuple[int, int]:
+        """Bytes of table rows and of sections so far, for the checkpoint."""
+        return self.rows.size(), self.sections.size()
 
     def close(self) -> None:
-        """Drop the temporary files."""
+        """Close the part files (they stay in the work folder)."""
         self.rows.close()
         self.sections.close()

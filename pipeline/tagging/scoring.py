@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.tagging.inputs import Unit, parse_unit
+from pipeline.tagging.inputs import MAX_ARTICLE_MB, MB, Parsed, Unit, parse_unit
 from pipeline.tagging.records import article_summary, paragraph_records
 from pipeline.text import Article, normalize, paragraphs
 
@@ -33,6 +33,7 @@ class TagOptions:
     explain: int = 0
     paragraphs_mode: bool = False
     report: bool = False
+    max_bytes: int = int(MAX_ARTICLE_MB * MB)
 
 
 @dataclass
@@ -43,9 +44,24 @@ class UnitResult:
     summaries: list[dict] = field(default_factory=list)
     report: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
     n_inputs: int = 0
     n_paragraphs: int = 0
     fatal: str = ""  # the model could not be loaded: nothing can be tagged
+    path: str = ""  # the input file the unit came from
+    ids: list[tuple[str, str]] = field(default_factory=list)  # (id, where) of its records, to warn of repeated ids
+
+
+def unit_result(unit: Unit, parsed: Parsed) -> UnitResult:
+    """A unit's result before tagging: its messages, counts, and the ids of its records (files have none to repeat)."""
+    records = unit.kind in ("jsonl", "rows")
+    return UnitResult(
+        errors=parsed.errors,
+        warnings=parsed.warnings,
+        n_inputs=parsed.n_inputs,
+        path=unit.path,
+        ids=[(a.id, w) for a, w in zip(parsed.articles, parsed.wheres, strict=True)] if records else [],
+    )
 
 
 def load_any(model: str):
@@ -143,8 +159,8 @@ def process(scorer: Scorer, unit: Unit, options: TagOptions) -> UnitResult:
     from pipeline.tagging.outputs import encode
     from pipeline.tagging.report import article_section
 
-    parsed = parse_unit(unit, options.paragraphs_mode)
-    result = UnitResult(errors=parsed.errors, n_inputs=parsed.n_inputs)
+    parsed = parse_unit(unit, options.paragraphs_mode, options.max_bytes)
+    result = unit_result(unit, parsed)
     per_article = tag_articles(scorer, parsed.articles, options)
     rule = dict(options.rule)
     result.summaries = [article_summary(a, recs, rule) for a, recs in zip(parsed.articles, per_article, strict=True)]

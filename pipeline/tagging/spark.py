@@ -23,7 +23,7 @@ import pandas as pd  # module level: pyspark reads the UDF's type hints in this 
 
 from pipeline.tagging.inputs import parse_unit, units
 from pipeline.tagging.outputs import encode
-from pipeline.tagging.scoring import Scorer, TagOptions, UnitResult, tag_articles
+from pipeline.tagging.scoring import Scorer, TagOptions, UnitResult, tag_articles, unit_result
 from pipeline.text import Article
 
 STAGE_ROWS = 5000  # articles per staging row group and per batch handed back to the writers
@@ -71,8 +71,8 @@ def _stage(sources: list, options: TagOptions, stdin, path: Path) -> Iterator[Un
     )
     order = 0
     with pq.ParquetWriter(path, schema) as writer:
-        for unit in units(sources, options.paragraphs_mode, stdin):
-            parsed = parse_unit(unit, options.paragraphs_mode)
+        for unit in units(sources, options.paragraphs_mode, stdin, options.max_bytes):
+            parsed = parse_unit(unit, options.paragraphs_mode, options.max_bytes)
             if parsed.articles:
                 rows = {
                     "order": list(range(order, order + len(parsed.articles))),
@@ -86,9 +86,9 @@ def _stage(sources: list, options: TagOptions, stdin, path: Path) -> Iterator[Un
                 }
                 writer.write_table(pa.Table.from_pydict(rows, schema=schema))
                 order += len(parsed.articles)
-            yield UnitResult(
-                payload=encode([], options.fmt, list(options.columns)), errors=parsed.errors, n_inputs=parsed.n_inputs
-            )
+            result = unit_result(unit, parsed)
+            result.payload = encode([], options.fmt, list(options.columns))
+            yield result
 
 
 def _scorer(broadcast) -> Scorer:

@@ -6,6 +6,7 @@ import json
 import unicodedata
 
 import pytest
+from hostile_inputs import cp1258
 
 from pipeline.tagging.inputs import (
     InputError,
@@ -27,22 +28,6 @@ TEXT = (
     "Các nạn nhân được hỗ trợ tâm lý và đưa về địa phương an toàn.\n"
 )
 SHORT = "Hoà bình và hợp tác."
-_TONES = "\u0300\u0301\u0309\u0303\u0323"
-
-
-def cp1258(text: str) -> bytes:
-    """Windows-1258 as Vietnamese software writes it: letters with their vowel marks precomposed, tones as combining marks."""
-    out = []
-    for c in unicodedata.normalize("NFC", text):
-        try:
-            out.append(c.encode("cp1258"))
-        except UnicodeEncodeError:
-            d = unicodedata.normalize("NFD", c)
-            base = unicodedata.normalize("NFC", "".join(x for x in d if x not in _TONES))
-            out.append(base.encode("cp1258") + "".join(x for x in d if x in _TONES).encode("cp1258"))
-    return b"".join(out)
-
-
 ENCODINGS = {
     "utf-8": lambda t: t.encode("utf-8"),
     "utf-8 with BOM": lambda t: codecs.BOM_UTF8 + t.encode("utf-8"),
