@@ -21,7 +21,9 @@ TEXT = st.text(ALPHABET, max_size=300) | st.text(max_size=200)
 
 def reference_normalize(text: str) -> str:
     """Every step of normalize(), run unconditionally: the fast paths must give the same result."""
-    text = re.sub("[\x00-\x08\x0b-\x1f\x7f-\x9f]", " ", re.sub("[\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff\u00ad]", "", text))
+    text = re.sub(
+        "[\x00-\x08\x0b-\x1f\x7f-\x9f]", " ", re.sub("[\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff\u00ad]", "", text)
+    )
     text = unicodedata.normalize("NFC", _TONE_MOVE.sub(_move_tone, unicodedata.normalize("NFD", text)))
     return re.sub(r"\s+", " ", text).strip()
 
