@@ -1,0 +1,108 @@
+"""The labeling workflow: picking what to label next, and importing labeled batches (sentences written here)."""
+
+import json
+
+import pytest
+import yaml
+
+from pipeline.annotate import import_file, near_duplicate_key, pick_uncertain, read_answers, render_batch
+from pipeline.labels import read_label_file
+from pipeline.text import Article, paragraph_hash
+
+
+def cand(article, i, margin, text, source="general"):
+    return {"article_id": article, "paragraph": i, "margin": margin, "text": text, "source": source}
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [("Giá vàng tăng 2%.", "giá vàng tăng 5 %"), ("Xem  nhiều", "xem nhiều!")],
+)
+def test_near_duplicates_share_a_key(a, b):
+    assert near_duplicate_key(a) == near_duplicate_key(b)
+
+
+def test_pick_uncertain_spreads_across_articles_and_sources_without_duplicates():
+    cands = [
+        cand("a", 0, 0.01, "Câu một về chợ."),
+        cand("a", 1, 0.02, "Câu hai về trường."),
+        cand("a", 2, 0.03, "Câu ba về bệnh viện."),
+        cand("b", 0, 0.05, "Câu một về chợ."),  # duplicate of a/0
+        cand("c", 0, 0.04, "Một câu khác hẳn.", source="related"),
+        cand("d", 0, 0.90, "Câu rất chắc chắn.", source="related"),
+    ]
+    chosen = pick_uncertain(cands, n=4, per_article=2)
+    keys = [(c["article_id"], c["paragraph"]) for c in chosen]
+    assert keys == [("a", 0), ("c", 0), ("a", 1), ("d", 0)]
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch):
+    """A corpus of two written articles, params pointing at it, and an empty label set."""
+    import gzip
+
+    corpus = tmp_path / "corpus"
+    (corpus / "seeds").mkdir(parents=True)
+    arts = {
+        "x/1": "Công an bắt giữ đối tượng mua bán người.\nGiá vàng tăng nhẹ.",
+        "x/2": "Nạn nhân được hỗ trợ tái hòa nhập cộng đồng.",
+    }
+    for name in ("trafficking", "related", "general"):
+        with gzip.open(corpus / f"{name}.jsonl.gz", "wt", encoding="utf-8") as f:
+            if name == "trafficking":
+                for aid, text in arts.items():
+                    f.write(json.dumps({"id": aid, "text": text}, ensure_ascii=False) + "\n")
+    from pipeline.config import PARAMS
+
+    params = yaml.safe_load(PARAMS.read_text(encoding="utf-8"))
+    params["corpus"]["dir"] = str(corpus)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params), encoding="utf-8")
+    return tmp_path
+
+
+def test_import_reports_bad_rows_by_line_keeps_good_ones_and_is_idempotent(project, capsys):
+    h0 = paragraph_hash("Công an bắt giữ đối tượng mua bán người.")
+    h2 = paragraph_hash("Nạn nhân được hỗ trợ tái hòa nhập cộng đồng.")
+    batch = project / "batch.jsonl"
+    lines = [
+        json.dumps({"article_id": "x/1", "paragraph": 0, "hash": h0, "label": "cooperation"}),
+        "{not json",
+        json.dumps({"article_id": "x/1", "paragraph": 1, "hash": h0, "label": "off_topic"}),  # stale hash
+        json.dumps({"article_id": "x/2", "paragraph": 0, "hash": h2, "label": "victims"}),  # unknown label
+        json.dumps({"article_id": "x/2", "paragraph": 0, "hash": h2, "label": "victim_support", "annotator": "an"}),
+    ]
+    batch.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    into = project / "labels" / "manual.csv"
+    assert import_file(batch, "tester", into, project / "params.yaml") == 1
+    err = capsys.readouterr().err
+    assert f"{batch}:2: malformed JSON" in err
+    assert f"{batch}:3: hash" in err and "no longer matches" in err
+    assert f"{batch}:4: unknown label 'victims'" in err
+    labels, problems = read_label_file(into)
+    assert not problems
+    assert {(lab.article_id, lab.paragraph, lab.label, lab.annotator) for lab in labels} == {
+        ("x/1", 0, "cooperation", "tester"),
+        ("x/2", 0, "victim_support", "an"),
+    }
+    before = into.read_bytes()
+    import_file(batch, "tester", into, project / "params.yaml")
+    assert into.read_bytes() == before  # re-importing changes nothing
+
+    conflict = project / "conflict.csv"
+    conflict.write_text(f"article_id,paragraph,hash,label\nx/1,0,{h0},statistics\n", encoding="utf-8")
+    assert import_file(conflict, "other", into, project / "params.yaml") == 1
+    assert "already 'cooperation'" in capsys.readouterr().err
+    assert into.read_bytes() == before
+
+
+def test_batch_answers_must_cover_every_paragraph(tmp_path):
+    art = Article(id="x/1", text="Dòng một.\nDòng hai.")
+    _, manifest = render_batch("b000", [art])
+    answers = tmp_path / "b000.labels.txt"
+    answers.write_text("A1 0 C\nA1 0 O\nA1 7 O\nbad line\n", encoding="utf-8")
+    rows, problems = read_answers(answers, manifest)
+    assert [r["label"] for r in rows] == ["cooperation"]
+    assert any("answered twice, differently" in p for p in problems)
+    assert any("no paragraph A1 7" in p for p in problems)
+    assert any(":4: not 'KEY INDEX CODE'" in p for p in problems)
+    assert any("1 paragraph(s) not answered, first: A1 1" in p for p in problems)
