@@ -122,8 +122,7 @@ def import_batches(answer_files: list[Path], annotator: str, into: Path, params_
     Problems are printed with file and line; valid rows are kept; a second import of the same
     file adds nothing. Returns 1 when anything was reported, else 0.
     """
-    from pipeline.labels import Label, article_paragraphs, merge_into, read_label_file, stale, write_label_file
-    from pipeline.text import read_corpus
+    from pipeline.labels import Label
 
     corpus_dir, max_chars = _params(params_path)
     new, problems = [], []
@@ -148,21 +147,7 @@ def import_batches(answer_files: list[Path], annotator: str, into: Path, params_
             )
             for r in rows
         ]
-    paras = article_paragraphs(read_corpus(corpus_dir), {lab.article_id for lab in new}, max_chars)
-    current = []
-    for lab in new:
-        why = stale(lab, paras)
-        problems += [why] if why else []
-        current += [] if why else [lab]
-    existing, bad = read_label_file(into) if into.exists() else ([], [])
-    problems += bad
-    merged, added, conflicts = merge_into(existing, current)
-    problems += conflicts
-    write_label_file(into, merged)
-    for p in problems:
-        print(p, file=sys.stderr)
-    print(f"import: {added} label(s) added to {into} ({len(merged)} in all), {len(problems)} problem(s)")
-    return 1 if problems else 0
+    return merge_checked(new, into, corpus_dir, max_chars, problems)
 
 
 def mine_negatives(n: int, per_article: int, seed: int, into: Path, params_path: Path) -> int:
@@ -380,8 +365,7 @@ def import_file(path: Path, annotator: str, into: Path, params_path: Path) -> in
     Unknown labels, stale hashes, conflicts and malformed lines are reported with their line
     numbers; valid rows are kept; importing the same batch again changes nothing.
     """
-    from pipeline.labels import article_paragraphs, merge_into, parse_rows, read_label_file, stale, write_label_file
-    from pipeline.text import read_corpus
+    from pipeline.labels import parse_rows
 
     corpus_dir, max_chars = _params(params_path)
     numbered, problems = read_batch_rows(path)
@@ -394,9 +378,20 @@ def import_file(path: Path, annotator: str, into: Path, params_path: Path) -> in
         good, bad = parse_rows([row], str(path), first_row=n)
         labels += good
         problems += bad
-    paras = article_paragraphs(read_corpus(corpus_dir), {lab.article_id for lab in labels}, max_chars)
+    return merge_checked(labels, into, corpus_dir, max_chars, problems)
+
+
+def merge_checked(new: list, into: Path, corpus_dir: str, max_chars: int, problems: list[str]) -> int:
+    """Merge the labels that still match the corpus into `into`; print every problem; 1 if there were any.
+
+    A stale or conflicting row is reported and left out; the file is rewritten only when rows were added.
+    """
+    from pipeline.labels import article_paragraphs, merge_into, read_label_file, stale, write_label_file
+    from pipeline.text import read_corpus
+
+    paras = article_paragraphs(read_corpus(corpus_dir), {lab.article_id for lab in new}, max_chars)
     current = []
-    for lab in labels:
+    for lab in new:
         why = stale(lab, paras)
         problems += [why] if why else []
         current += [] if why else [lab]
