@@ -1,13 +1,16 @@
 """Bounded load benchmark of the served model: `mlflow models serve` on 127.0.0.1, every answer checked.
 
     python bench/bench_serve.py [--model models/model.joblib] [--workers 1 2] [--time-limit 300]
+                                [--connections keep-alive per-request]
 
 Sets up a temporary SQLite MLflow store, logs the saved model (the joblib file and its model.json)
 there as the project's pyfunc model with pipeline.tracking.log_training, and for each `--workers`
 value starts `mlflow models serve -m runs:/<id>/model --env-manager local -h 127.0.0.1 -p <free port>`
 in its own process group. Then `--clients` threads send `--requests` POSTs in all, each of
 `--min-paras` to `--max-paras` paragraphs (seeded sizes) drawn from the paragraphs of the corpus's
-general.jsonl.gz, read at run time (no corpus text is written anywhere but the temporary folder).
+general.jsonl.gz, read at run time (no corpus text is written anywhere but the temporary folder),
+each client on one keep-alive connection or a new connection per request (`--connections`; one run
+per workers x connections pair, each on a fresh server).
 
 Every answer is checked against what the same saved model gives locally for the same rows in the
 same batch (pipeline.model.predict, each paragraph scored as a one-paragraph article, as the pyfunc
