@@ -30,47 +30,35 @@ FURNITURE = [
 ]
 
 
-@pytest.fixture(scope="module")
-def model(trained_model):
-    return trained_model
+EXPECTED = (
+    [(t, "victim_support") for t in RESCUE]  # a rescue of trafficking victims
+    + [(t, "cooperation") for t in COOPERATION]  # agreements and arrests
+    + [(t, "statistics") for t in STATISTICS]  # totals over a year
+    + [(t, "off_topic") for t in FURNITURE]  # bylines, captions, related headlines, other news
+)
 
 
-@pytest.mark.parametrize("text", RESCUE)
-def test_rescue_of_victims_is_victim_support(model, text):
-    assert predict(model, [text])[0] == ["victim_support"]
-
-
-@pytest.mark.parametrize("text", COOPERATION)
-def test_agreements_and_arrests_are_cooperation(model, text):
-    assert predict(model, [text])[0] == ["cooperation"]
-
-
-@pytest.mark.parametrize("text", STATISTICS)
-def test_totals_over_a_year_are_statistics(model, text):
-    assert predict(model, [text])[0] == ["statistics"]
-
-
-@pytest.mark.parametrize("text", FURNITURE)
-def test_furniture_captions_and_other_news_are_off_topic(model, text):
-    assert predict(model, [text])[0] == ["off_topic"]
+@pytest.mark.parametrize(("text", "label"), EXPECTED)
+def test_paragraph_gets_its_label(trained_model, text, label):
+    assert predict(trained_model, [text])[0] == [label]
 
 
 @pytest.mark.parametrize("text", RESCUE + COOPERATION + FURNITURE)
-def test_nfc_and_nfd_get_the_same_label_and_probabilities(model, text):
-    nfc_labels, nfc_proba = predict(model, [unicodedata.normalize("NFC", text)])
-    nfd_labels, nfd_proba = predict(model, [unicodedata.normalize("NFD", text)])
+def test_nfc_and_nfd_get_the_same_label_and_probabilities(trained_model, text):
+    nfc_labels, nfc_proba = predict(trained_model, [unicodedata.normalize("NFC", text)])
+    nfd_labels, nfd_proba = predict(trained_model, [unicodedata.normalize("NFD", text)])
     assert nfc_labels == nfd_labels
     assert nfc_proba == pytest.approx(nfd_proba)
 
 
-def test_old_and_new_tone_spelling_score_the_same(model):
+def test_old_and_new_tone_spelling_score_the_same(trained_model):
     a = "Nạn nhân được hỗ trợ tái hoà nhập cộng đồng."
     b = "Nạn nhân được hỗ trợ tái hòa nhập cộng đồng."
-    assert predict(model, [a])[1] == pytest.approx(predict(model, [b])[1])
+    assert predict(trained_model, [a])[1] == pytest.approx(predict(trained_model, [b])[1])
 
 
-def test_probabilities_sum_to_one_and_one_row_per_paragraph(model):
+def test_probabilities_sum_to_one_and_one_row_per_paragraph(trained_model):
     texts = RESCUE + FURNITURE
-    (proba,) = predict_articles(model, [texts])
+    (proba,) = predict_articles(trained_model, [texts])
     assert proba.shape == (len(texts), 4)
     assert proba.sum(axis=1) == pytest.approx(1.0)
