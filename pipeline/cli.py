@@ -21,6 +21,17 @@ def _stage(name: str):
     return importlib.import_module(f"pipeline.{name}").main
 
 
+def _crossval(args) -> int:
+    from pipeline import crossval
+
+    try:
+        crossval.main(args.params, args.set, args.name, args.against)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def _label_import(args) -> int:
     from pipeline.annotate import import_batches
 
@@ -149,6 +160,14 @@ def build_parser() -> argparse.ArgumentParser:
     for name in STAGES:
         stage = sub.add_parser(name, help=f"run the DVC stage `{name}`")
         stage.set_defaults(func=lambda a, n=name: _stage(n)(a.params))
+
+    cv = sub.add_parser(
+        "crossval", help="grouped k-fold cross-validation over every labeled article (metrics/cv/NAME.json)"
+    )
+    cv.add_argument("-S", "--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override a param")
+    cv.add_argument("--name", default="default", help="the run's name: metrics/cv/NAME.json")
+    cv.add_argument("--against", metavar="NAME", help="compare fold by fold with this run (default: `default`)")
+    cv.set_defaults(func=_crossval)
 
     label = sub.add_parser("label", help="manage the label set").add_subparsers(dest="label_command", required=True)
     imp = label.add_parser(

@@ -8,6 +8,7 @@ import yaml
 
 PARAMS = Path("configs/params.yaml")
 LABELS_DIR = Path("data/labels")
+SYNTHETIC_DIR = Path("data/synthetic")
 PREPARED = Path("data/prepared/labeled.parquet")
 ARTICLES = Path("data/prepared/articles.parquet")
 TRAIN = Path("data/split/train.parquet")
@@ -17,6 +18,7 @@ MODEL = Path("models/model.joblib")
 METRICS = Path("metrics/scores.json")
 PLOTS_DIR = Path("metrics/plots")
 LEARNING_CURVE = PLOTS_DIR / "learning_curve.csv"
+CV_DIR = Path("metrics/cv")
 MISCLASSIFIED = Path("data/evaluate/misclassified.csv")
 SEEDS_OUT = Path("data/tagged/seeds.jsonl")
 SEEDS_SUMMARY = Path("data/tagged/seeds_summary.json")
@@ -83,6 +85,9 @@ SCHEMA = {
         "context_folds": _num(2, 20, integer=True),
         "context_window": _num(1, 5, integer=True),
         "top_k": _num(1, 100, integer=True),
+        "decision": _one_of("none", "off_factor"),
+        "synthetic": _kind(bool, "true or false"),
+        "decision_folds": _num(2, 20, integer=True),
         "C": _num(1e-6, 1e6),
         "ngram_max": _num(1, 5, integer=True),
         "char_ngram": _pair,
@@ -93,6 +98,11 @@ SCHEMA = {
     },
     "learning_curve": {"fractions": _fractions, "seed": _num(0, integer=True)},
     "evaluate": {"pr_points": _num(2, 10_000, integer=True)},
+    "crossval": {
+        "folds": _num(2, 20, integer=True),
+        "seed": _num(0, integer=True),
+        "jobs": _num(1, 64, integer=True),
+    },
     "tag": {"on_topic_min_share": _num(0, 1), "on_topic_min_paragraphs": _num(0, integer=True)},
 }
 

@@ -226,6 +226,42 @@ def predict_articles(model, articles: list[list[str]]) -> list[np.ndarray]:
     return [proba[bounds[i] : bounds[i + 1]] for i in range(len(articles))]
 
 
+def predict_rows(model, texts: list[str], article_ids: list | None = None, positions: list | None = None) -> np.ndarray:
+    """Probabilities for paragraph rows, one per row in input order; rows sharing an article id are one article.
+
+    Rows of one article are scored together in `positions` order (input order where it is missing or
+    ties), so the context model reads their neighbours and the article. A row with no article id is a
+    one-paragraph article.
+    """
+    n = len(texts)
+    if article_ids is None:
+        groups = [[i] for i in range(n)]
+    else:
+        by_id: dict = {}
+        groups = []
+        for i, aid in enumerate(article_ids):
+            if aid is None or (isinstance(aid, float) and np.isnan(aid)):
+                groups.append([i])
+            elif aid in by_id:
+                by_id[aid].append(i)
+            else:
+                by_id[aid] = [i]
+                groups.append(by_id[aid])
+        if positions is not None:
+
+            def order(i):
+                pos = positions[i]
+                missing = pos is None or (isinstance(pos, float) and np.isnan(pos))
+                return (missing, 0 if missing else pos, i)
+
+            groups = [sorted(g, key=order) for g in groups]
+    probas = predict_articles(model, [[texts[i] for i in g] for g in groups])
+    out = np.zeros((n, len(model.classes_)))
+    for g, proba in zip(groups, probas, strict=True):
+        out[g] = proba
+    return out
+
+
 def paragraph_model(model) -> Pipeline:
     """The paragraph-level pipeline inside `model` (the model itself, or a context model's first pass)."""
     return getattr(model, "paragraph_model_", model)
@@ -255,6 +291,39 @@ def top_terms(model, texts: list[str], labels: list[str], k: int) -> list[list[t
     return out
 
 
+def apply_off_factor(proba: np.ndarray, off_index: int, factor: float) -> np.ndarray:
+    """Scale the off_topic column by `factor` and renormalise each row (the decision rule; 1.0 changes nothing)."""
+    if factor == 1.0 or not len(proba):
+        return proba
+    proba = proba.copy()
+    proba[:, off_index] *= factor
+    return proba / proba.sum(axis=1, keepdims=True)
+
+
+# Factors tried by the out-of-fold decision rule: below 1 favours the on-topic labels.
+OFF_FACTORS = tuple(round(0.2 + 0.05 * i, 2) for i in range(17))
+
+
+def choose_off_factor(y: np.ndarray, proba: np.ndarray, classes, factors=OFF_FACTORS) -> tuple[float, dict]:
+    """The off_topic factor that maximises macro-F1 + on-topic F1 on out-of-fold probabilities, and every factor's score.
+
+    Ties go to the factor closest to 1 (the smallest change).
+    """
+    from sklearn.metrics import f1_score
+
+    classes = np.asarray(classes)
+    off = list(classes).index("off_topic")
+    y_on = y != "off_topic"
+    scores = {}
+    for f in factors:
+        pred = classes[apply_off_factor(proba, off, f).argmax(axis=1)]
+        macro = f1_score(y, pred, labels=classes, average="macro", zero_division=0)
+        on = f1_score(y_on, pred != "off_topic", zero_division=0)
+        scores[f] = round(float(macro + on), 6)
+    best = max(scores.values())
+    return min((f for f in factors if scores[f] == best), key=lambda f: abs(f - 1.0)), scores
+
+
 def article_score(p_on: np.ndarray, top_k: int) -> float:
     """How on-topic an article is: the mean of its `top_k` highest on-topic probabilities."""
     if not len(p_on):
@@ -281,6 +350,8 @@ class ContextModel(BaseEstimator, ClassifierMixin):
         title: bool = False,
         window: int = 1,
         word_cache: dict | None = None,
+        decision: str = "none",
+        decision_folds: int = 3,
     ):
         self.params = params
         self.cv = cv
@@ -288,6 +359,8 @@ class ContextModel(BaseEstimator, ClassifierMixin):
         self.title = title
         self.window = window
         self.word_cache = word_cache
+        self.decision = decision
+        self.decision_folds = decision_folds
 
     # -- features ---------------------------------------------------------------------------
     def _blocks(self, X, P, bounds):
@@ -351,7 +424,21 @@ class ContextModel(BaseEstimator, ClassifierMixin):
         second["C"] = self.params.get("context_C", self.params["C"])
         self.context_clf_ = build_classifier(second)
         self.context_clf_.fit(Z[known], y[known])
+        self.off_factor_, self.decision_scores_ = 1.0, {}
+        if self.decision == "off_factor":
+            oof = self._second_pass_oof(Z[known], y[known], group[known], second)
+            self.off_factor_, self.decision_scores_ = choose_off_factor(y[known], oof, self.classes_)
         return self
+
+    def _second_pass_oof(self, Z, y, group, second: dict) -> np.ndarray:
+        """Out-of-fold second-pass probabilities, grouped by article (the first-pass inputs are out-of-fold already)."""
+        from sklearn.model_selection import GroupKFold
+
+        oof = np.zeros((len(y), len(self.classes_)))
+        for tr, te in GroupKFold(n_splits=self.decision_folds).split(Z, y, group):
+            clf = build_classifier(second).fit(Z[tr], y[tr])
+            oof[te] = clf.predict_proba(Z[te])
+        return oof
 
     # -- prediction -------------------------------------------------------------------------
     def _features(self, texts: list[str]):
@@ -369,6 +456,8 @@ class ContextModel(BaseEstimator, ClassifierMixin):
             return [np.zeros((0, len(self.classes_))) for _ in articles]
         X = self._features(flat)
         proba = self.context_clf_.predict_proba(self._blocks(X, self._first_pass(X), bounds))
+        # Models saved before the decision rule existed have no factor: 1.0 leaves them as they were.
+        proba = apply_off_factor(proba, self.off_index_, getattr(self, "off_factor_", 1.0))
         return [proba[bounds[i] : bounds[i + 1]] for i in range(len(articles))]
 
     def predict_proba(self, texts: list[str]) -> np.ndarray:

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipeline.config import ARTICLES, LABELS_DIR, PARAMS, PREPARED, load_params, section
-from pipeline.labels import Label, load_labels, read_label_file
-from pipeline.text import paragraphs, read_corpus
+from pipeline.config import ARTICLES, LABELS, LABELS_DIR, PARAMS, PREPARED, SYNTHETIC_DIR, load_params, section
+from pipeline.labels import Label, LabelError, load_labels, read_label_file
+from pipeline.text import normalize, paragraph_hash, paragraphs, read_corpus, read_jsonl
 
 
 def cap_mined(labels: list[Label], max_ratio: float, seed: int) -> list[Label]:
@@ -42,6 +42,47 @@ def join(labels: list[Label], paras: dict[str, list[str]], origin: dict[str, tup
     return pd.DataFrame(rows).sort_values(["article_id", "paragraph"], ignore_index=True)
 
 
+def read_synthetic(folder: Path) -> tuple[pd.DataFrame, dict[str, list[str]]]:
+    """Synthetic training articles written by annotators (`data/synthetic/*.jsonl`): their label rows and paragraphs.
+
+    Each line is one article: `id`, `style`, `purpose` and `paragraphs` (a list of `text`, `label`).
+    Their rows have method `synthetic`, so they only ever train (never in a test split or a score).
+    """
+    rows, paras = [], {}
+    for path in sorted(Path(folder).glob("*.jsonl")):
+        for lineno, rec in read_jsonl(path, need_text=False):
+            where = f"{path}:{lineno}"
+            aid, items = rec.get("id"), rec.get("paragraphs")
+            if not isinstance(aid, str) or not aid.startswith("synthetic/") or not isinstance(items, list) or not items:
+                raise LabelError(f"{where}: expected an 'id' starting with 'synthetic/' and a list of 'paragraphs'")
+            if aid in paras:
+                raise LabelError(f"{where}: duplicate id {aid!r}")
+            texts = []
+            for i, item in enumerate(items):
+                text = normalize(item.get("text", "")) if isinstance(item, dict) else ""
+                if not text or item.get("label") not in LABELS:
+                    raise LabelError(
+                        f"{where}: paragraph {i} needs a non-empty 'text' and a label of {', '.join(LABELS)}"
+                    )
+                texts.append(text)
+                rows.append(
+                    {
+                        "article_id": aid,
+                        "paragraph": i,
+                        "hash": paragraph_hash(text),
+                        "label": item["label"],
+                        "method": "synthetic",
+                        "annotator": aid.split("/")[1],
+                        "file": "synthetic",
+                        "source": "synthetic",
+                        "n_paragraphs": len(items),
+                        "text": text,
+                    }
+                )
+            paras[aid] = texts
+    return pd.DataFrame(rows), paras
+
+
 def articles_table(paras: dict[str, list[str]]) -> pd.DataFrame:
     """Every paragraph of every labeled article, labeled or not: the context the second pass reads."""
     rows = [(aid, i, text) for aid in sorted(paras) for i, text in enumerate(paras[aid])]
@@ -61,6 +102,10 @@ def main(params_path: Path = PARAMS) -> None:
             origin[art.id] = (art.path if art.source != "seeds" else "seeds", art.source)
     labels = cap_mined(load_labels(files, paras), prep["mined_max_ratio"], prep["seed"])
     df = join(labels, paras, origin)
+    synthetic, synthetic_paras = read_synthetic(SYNTHETIC_DIR)
+    if len(synthetic):
+        df = pd.concat([df, synthetic], ignore_index=True).sort_values(["article_id", "paragraph"], ignore_index=True)
+        paras.update(synthetic_paras)
     PREPARED.parent.mkdir(parents=True, exist_ok=True)
     df.to_parquet(PREPARED, index=False)
     articles_table(paras).to_parquet(ARTICLES, index=False)

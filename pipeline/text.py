@@ -167,7 +167,7 @@ class CorpusError(Exception):
     """The corpus or an input file cannot be read; the message names the path (and line)."""
 
 
-def read_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
+def read_jsonl(path: Path, need_text: bool = True) -> Iterator[tuple[int, dict]]:
     """Yield (line number, record) from a .jsonl or .jsonl.gz file; a bad line raises CorpusError."""
     opener = gzip.open if path.suffix == ".gz" else open
     try:
@@ -179,7 +179,7 @@ def read_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
                     rec = json.loads(line)
                 except json.JSONDecodeError as e:
                     raise CorpusError(f"{path}:{lineno}: malformed JSON ({e.msg})") from None
-                if not isinstance(rec, dict) or not isinstance(rec.get("text"), str) or "id" not in rec:
+                if not isinstance(rec, dict) or "id" not in rec or (need_text and not isinstance(rec.get("text"), str)):
                     raise CorpusError(f"{path}:{lineno}: a record needs a string 'text' and an 'id'")
                 yield lineno, rec
     except (OSError, EOFError, UnicodeDecodeError) as e:

@@ -18,6 +18,7 @@ import tempfile
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import pandas as pd
 
 from pipeline import runs
@@ -74,10 +75,14 @@ def _flat(prefix: str, d: dict) -> dict:
 
 
 class TopicModel(mlflow.pyfunc.PythonModel):
-    """MLflow pyfunc around the saved pipeline: one output row per input text."""
+    """MLflow pyfunc around the saved pipeline: one output row per input row.
 
-    # The input is checked against the logged signature (one string column `text`); MLflow's
-    # type-hint validation would only add a no-op wrapper and a warning on every import.
+    Optional columns `article_id` and `paragraph` (its position in the article) make rows that share
+    an `article_id` one article, scored together as whole-article tagging scores it.
+    """
+
+    # The input is checked against the logged signature and by `request_rows`; MLflow's type-hint
+    # validation would only add a no-op wrapper and a warning on every import.
     _skip_type_hint_validation = True
 
     def load_context(self, context):
@@ -86,20 +91,60 @@ class TopicModel(mlflow.pyfunc.PythonModel):
         self.model, _ = load_model(Path(context.artifacts["model"]), Path(context.artifacts["meta"]))
 
     def predict(self, context, model_input, params=None):
-        from pipeline.model import predict
+        from mlflow.exceptions import MlflowException
 
-        if isinstance(model_input, pd.DataFrame):
-            col = "text" if "text" in model_input.columns else model_input.columns[0]
-            texts = model_input[col].astype(str).tolist()
-        elif isinstance(model_input, str):
-            texts = [model_input]
-        else:
-            texts = [str(t) for t in model_input]
-        labels, proba = predict(self.model, texts)
-        out = pd.DataFrame({"label": labels, "probability": proba.max(axis=1) if len(texts) else []})
-        for j, name in enumerate(self.model.classes_):
+        from pipeline.model import predict_rows
+
+        try:
+            texts, article_ids, positions = request_rows(model_input)
+        except ValueError as e:  # a 400 answer with this one line, no stack trace
+            raise MlflowException.invalid_parameter_value(str(e)) from None
+        proba = predict_rows(self.model, texts, article_ids, positions)
+        classes = list(self.model.classes_)
+        out = pd.DataFrame(
+            {
+                "label": [classes[j] for j in proba.argmax(axis=1)],
+                "probability": proba.max(axis=1) if len(texts) else [],
+            }
+        )
+        for j, name in enumerate(classes):
             out[f"p_{name}"] = proba[:, j]
         return out
+
+
+def request_rows(model_input) -> tuple[list[str], list | None, list | None]:
+    """The texts, article ids and positions of a request; ValueError naming the first bad row.
+
+    The same rule as the command line: every text is a non-empty string (not null, a number or a list).
+    """
+    if isinstance(model_input, str):
+        model_input = [model_input]
+    if not isinstance(model_input, pd.DataFrame):
+        model_input = pd.DataFrame({"text": list(model_input)})
+    col = "text" if "text" in model_input.columns else model_input.columns[0]
+    texts = model_input[col].tolist()
+    for i, t in enumerate(texts):
+        if not isinstance(t, str) or not t.strip():
+            if t is None or (isinstance(t, float) and t != t):
+                what = "null"
+            elif isinstance(t, str):
+                what = "empty"
+            else:
+                what = (
+                    "a list"
+                    if isinstance(t, list | tuple | np.ndarray)
+                    else "an object"
+                    if isinstance(t, dict)
+                    else "a number"
+                )
+            raise ValueError(f"row {i}: 'text' must be a non-empty string, not {what}")
+    ids = model_input["article_id"].tolist() if "article_id" in model_input.columns else None
+    positions = model_input["paragraph"].tolist() if "paragraph" in model_input.columns else None
+    if positions is not None:
+        for i, pos in enumerate(positions):
+            if pos is not None and not (isinstance(pos, float) and pos != pos) and not float(pos).is_integer():
+                raise ValueError(f"row {i}: 'paragraph' must be a whole number (the paragraph's position)")
+    return texts, ids, positions
 
 
 def signature():
@@ -108,7 +153,12 @@ def signature():
 
     outputs = [ColSpec("string", "label"), ColSpec("double", "probability")]
     outputs += [ColSpec("double", f"p_{name}") for name in LABELS]
-    return ModelSignature(inputs=Schema([ColSpec("string", "text")]), outputs=Schema(outputs))
+    inputs = [
+        ColSpec("string", "text"),
+        ColSpec("string", "article_id", required=False),
+        ColSpec("long", "paragraph", required=False),
+    ]
+    return ModelSignature(inputs=Schema(inputs), outputs=Schema(outputs))
 
 
 def pip_requirements() -> list[str]:

@@ -33,6 +33,8 @@ def article_lists(articles: pd.DataFrame, labeled: pd.DataFrame) -> tuple[list[s
 def fit(train: pd.DataFrame, articles: pd.DataFrame, params: dict, word_cache: dict | None = None):
     """Fit a fresh model on the training rows (in their articles, for the context model); return it and the seconds."""
     start = time.perf_counter()
+    if not params["synthetic"]:
+        train = train[train.method != "synthetic"]
     if params["context"]:
         _, paras, labels = article_lists(articles, train)
         model = ContextModel(
@@ -42,6 +44,8 @@ def fit(train: pd.DataFrame, articles: pd.DataFrame, params: dict, word_cache: d
             title=params["context_title"],
             window=params["context_window"],
             word_cache=word_cache,
+            decision=params["decision"],
+            decision_folds=params["decision_folds"],
         )
         model.fit(paras, labels)
     else:
@@ -76,12 +80,15 @@ def main(params_path: Path = PARAMS) -> None:
         "n_train": len(train),
         "n_train_manual": int((train.method == "manual").sum()),
         "train_seconds": round(seconds, 2),
+        "off_factor": getattr(model, "off_factor_", 1.0),
     }
     info["sha256"] = save_model(model, MODEL)
     info["git_commit"] = tracking.git_commit()
     info["mlflow_run_id"] = tracking.log_training(params, info, MODEL)
     write_json(info_path(MODEL), info)
     kind = "context model" if p["context"] else "paragraph model"
+    rule = f", off_topic x {info['off_factor']} (chosen out-of-fold)" if p["decision"] != "none" else ""
     print(
-        f"train: {kind}, {p['features']} + {p['classifier']} (C={p['C']}) on {len(train)} paragraphs in {seconds:.1f}s -> {MODEL}"
+        f"train: {kind}, {p['features']} + {p['classifier']} (C={p['C']}){rule} on {len(train)} paragraphs "
+        f"in {seconds:.1f}s -> {MODEL}"
     )

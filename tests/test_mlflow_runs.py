@@ -261,10 +261,21 @@ def post(url: str, payload: dict) -> dict:
         return json.loads(resp.read())
 
 
+def post_error(url: str, payload: dict) -> tuple[int, dict]:
+    """The status and JSON body of a request that is expected to fail."""
+    import urllib.error
+
+    try:
+        post(url, payload)
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+    raise AssertionError(f"{payload} was accepted")
+
+
 def test_serving_the_champion_answers_like_the_saved_model(project, cli, client, tmp_path):
     import sys
 
-    from pipeline.model import predict
+    from pipeline.model import predict, predict_articles
     from pipeline.tracking import resolve_model
 
     dest, _, _ = project
@@ -311,6 +322,28 @@ def test_serving_the_champion_answers_like_the_saved_model(project, cli, client,
         assert records["predictions"] == answers[:2]
         inputs = post(f"{base}/invocations", {"inputs": TEXTS[2:]})
         assert inputs["predictions"] == answers[2:]
+
+        # Rows sharing an article_id are one article, in `paragraph` order: the labels and
+        # probabilities of whole-article tagging, one answer per row in the input order.
+        article = [TEXTS[0], TEXTS[3], TEXTS[1], TEXTS[2]]
+        whole = predict_articles(model, [article])[0]
+        rows = [{"text": t, "article_id": "a1", "paragraph": i} for i, t in enumerate(article)]
+        order = [2, 0, 3, 1]
+        request = [rows[i] for i in order] + [{"text": TEXTS[4]}]  # the last row has no article: alone
+        got = post(f"{base}/invocations", {"dataframe_records": request})["predictions"]
+        assert len(got) == len(request)
+        for row, i in zip(got, order, strict=False):
+            assert row["label"] == classes[int(whole[i].argmax())]
+            for j, c in enumerate(classes):
+                assert row[f"p_{c}"] == pytest.approx(float(whole[i, j]), abs=1e-9)
+        assert got[-1] == answers[4]
+
+        # Bad rows: 400 with one line naming the row, no stack trace; the same rule as `tag`.
+        for bad, why in [(None, "not null"), ("", "not empty"), ("  ", "not empty")]:
+            status, body = post_error(f"{base}/invocations", {"dataframe_records": [{"text": "ok"}, {"text": bad}]})
+            assert status == 400, body
+            assert "row 1: 'text' must be a non-empty string" in body["message"] and why in body["message"]
+            assert "stack_trace" not in body and "Traceback" not in json.dumps(body)
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         try:

@@ -6,12 +6,15 @@ import pytest
 from pipeline.model import (
     ContextModel,
     ModelError,
+    apply_off_factor,
     article_score,
+    choose_off_factor,
     build_model,
     load_model,
     meta_path,
     predict,
     predict_articles,
+    predict_rows,
     save_model,
     top_terms,
     write_json,
@@ -118,3 +121,60 @@ def test_training_is_deterministic_for_a_fixed_seed():
     b = ContextModel(PARAMS, cv=3).fit(arts, labels)
     texts = [[COOP, VICTIM, OFF]]
     assert np.array_equal(predict_articles(a, texts)[0], predict_articles(b, texts)[0])
+
+
+@pytest.mark.parametrize("factor", [1.0, 0.5, 0.2])
+def test_off_factor_scales_off_topic_and_keeps_rows_normalised(factor):
+    proba = np.array([[0.1, 0.6, 0.2, 0.1], [0.25, 0.25, 0.25, 0.25]])
+    got = apply_off_factor(proba, 1, factor)
+    assert got.sum(axis=1) == pytest.approx([1.0, 1.0])
+    assert got[:, 1] / got[:, 0] == pytest.approx(factor * proba[:, 1] / proba[:, 0])
+    if factor == 1.0:
+        assert got is proba
+
+
+def test_off_factor_is_chosen_to_recover_missed_on_topic_paragraphs():
+    classes = np.array(["cooperation", "off_topic"])
+    y = np.array(["cooperation"] * 4 + ["off_topic"] * 4)
+    # on-topic rows just lose to off_topic; off-topic rows are clear
+    proba = np.array([[0.45, 0.55]] * 4 + [[0.05, 0.95]] * 4)
+    factor, scores = choose_off_factor(y, proba, classes)
+    assert factor < 0.82 and scores[factor] == max(scores.values())
+    # nothing to gain: the smallest change (1.0) wins the tie
+    assert choose_off_factor(y, np.array([[0.9, 0.1]] * 4 + [[0.1, 0.9]] * 4), classes)[0] == 1.0
+
+
+def test_context_model_decision_rule_is_chosen_in_fit_and_applied_everywhere():
+    arts, labels = toy_articles()
+    model = ContextModel(PARAMS, cv=3, decision="off_factor", decision_folds=3).fit(arts, labels)
+    assert model.off_factor_ in model.decision_scores_
+    plain = ContextModel(PARAMS, cv=3).fit(arts, labels)
+    assert plain.off_factor_ == 1.0 and plain.decision_scores_ == {}
+    model.off_factor_ = 0.5
+    ruled = predict_articles(model, [[COOP, OFF]])[0]
+    model.off_factor_ = 1.0
+    raw = predict_articles(model, [[COOP, OFF]])[0]
+    assert ruled == pytest.approx(apply_off_factor(raw, list(model.classes_).index("off_topic"), 0.5))
+
+
+class _LengthModel:
+    """Scores a paragraph by its article's length and its position, to see how rows were grouped."""
+
+    classes_ = np.array(["a", "b"])
+
+    def predict_proba_articles(self, articles):
+        return [np.array([[len(art), i] for i in range(len(art))], dtype=float) for art in articles]
+
+
+@pytest.mark.parametrize(
+    ("ids", "positions", "expected"),
+    [
+        (None, None, [[1, 0], [1, 0], [1, 0]]),  # no ids: each row its own article
+        (["A", "A", "B"], None, [[2, 0], [2, 1], [1, 0]]),  # input order inside an article
+        (["A", "A", "B"], [5, 2, 0], [[2, 1], [2, 0], [1, 0]]),  # position order
+        (["A", None, "A"], [None, 1, 0], [[2, 1], [1, 0], [2, 0]]),  # a missing position goes last
+        (["A", float("nan"), "A"], None, [[2, 0], [1, 0], [2, 1]]),  # NaN id (a null in a frame): alone
+    ],
+)
+def test_predict_rows_groups_rows_into_articles_and_answers_in_input_order(ids, positions, expected):
+    assert predict_rows(_LengthModel(), ["x", "y", "z"], ids, positions).tolist() == expected
