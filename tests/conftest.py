@@ -97,6 +97,7 @@ def make_project(dest: Path, corpus: Path, rows: pd.DataFrame, train: dict | Non
     (dest / "configs").mkdir(exist_ok=True)
     (dest / "configs" / "params.yaml").symlink_to("../params.yaml")
     (dest / "data" / "labels").mkdir(parents=True, exist_ok=True)
+    (dest / "data" / "synthetic").mkdir(parents=True, exist_ok=True)  # a prepare dep; none in test projects
     for method, part in rows.groupby(rows.method == "manual"):
         name = "manual.csv" if method else "mined.csv"
         part.to_csv(dest / "data" / "labels" / name, index=False)
