@@ -85,7 +85,7 @@ SCHEMA = {
         "context_folds": _num(2, 20, integer=True),
         "context_window": _num(1, 5, integer=True),
         "top_k": _num(1, 100, integer=True),
-        "decision": _one_of("none", "off_factor"),
+        "decision": _one_of("none", "off_factor", "class_factors"),
         "synthetic": _kind(bool, "true or false"),
         "decision_folds": _num(2, 20, integer=True),
         "C": _num(1e-6, 1e6),

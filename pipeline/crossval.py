@@ -16,7 +16,7 @@ import pandas as pd
 
 from pipeline.config import ARTICLES, CV_DIR, LABELS, PARAMS, PREPARED, load_params, section
 from pipeline.evaluate import predict_in_context, score
-from pipeline.train import data_hash, fit
+from pipeline.train import data_hash, decision_factors, fit
 
 # What a fold reports, as (name, path into the score dict).
 FIGURES = [
@@ -44,10 +44,10 @@ def fold_scores(labeled: pd.DataFrame, articles: pd.DataFrame, train_params: dic
     pred, _ = predict_in_context(model, test, articles)
     result = score(test.label.tolist(), pred)
     result["train_seconds"] = round(seconds, 1)
-    result["off_factor"] = getattr(model, "off_factor_", 1.0)
-    if result["off_factor"] != 1.0:
+    result["decision_factors"] = decision_factors(model)
+    if any(f != 1.0 for f in result["decision_factors"].values()):
         # The same fit without the decision rule: its gain measured on identical models and folds.
-        model.off_factor_ = 1.0
+        model.decision_factors_ = None
         result["without_rule"] = score(test.label.tolist(), predict_in_context(model, test, articles)[0])
     return result
 

@@ -291,37 +291,55 @@ def top_terms(model, texts: list[str], labels: list[str], k: int) -> list[list[t
     return out
 
 
-def apply_off_factor(proba: np.ndarray, off_index: int, factor: float) -> np.ndarray:
-    """Scale the off_topic column by `factor` and renormalise each row (the decision rule; 1.0 changes nothing)."""
-    if factor == 1.0 or not len(proba):
+def apply_factors(proba: np.ndarray, factors: np.ndarray | None) -> np.ndarray:
+    """Multiply each class's probability by its factor and renormalise the rows (the decision rule; ones change nothing)."""
+    if factors is None or not len(proba) or np.all(factors == 1.0):
         return proba
-    proba = proba.copy()
-    proba[:, off_index] *= factor
+    proba = proba * factors
     return proba / proba.sum(axis=1, keepdims=True)
 
 
-# Factors tried by the out-of-fold decision rule: below 1 favours the on-topic labels.
+# Factors tried by the out-of-fold decision rule: for off_topic (below 1 favours the on-topic
+# labels), then, with `class_factors`, for each on-topic label in turn.
 OFF_FACTORS = tuple(round(0.2 + 0.05 * i, 2) for i in range(17))
+LABEL_FACTORS = tuple(round(0.5 + 0.1 * i, 1) for i in range(26))
 
 
-def choose_off_factor(y: np.ndarray, proba: np.ndarray, classes, factors=OFF_FACTORS) -> tuple[float, dict]:
-    """The off_topic factor that maximises macro-F1 + on-topic F1 on out-of-fold probabilities, and every factor's score.
-
-    Ties go to the factor closest to 1 (the smallest change).
-    """
+def decision_score(y: np.ndarray, pred: np.ndarray, classes) -> float:
+    """What the decision rule maximises: macro-F1 plus on-topic F1."""
     from sklearn.metrics import f1_score
 
+    macro = f1_score(y, pred, labels=classes, average="macro", zero_division=0)
+    return float(macro + f1_score(y != "off_topic", pred != "off_topic", zero_division=0))
+
+
+def choose_factors(y: np.ndarray, proba: np.ndarray, classes, rule: str = "off_factor") -> tuple[np.ndarray, dict]:
+    """Per-class factors chosen on out-of-fold probabilities, and the score of each step.
+
+    `off_factor` searches one factor for off_topic; `class_factors` then adjusts each on-topic label's
+    factor in turn (two sweeps). Ties go to the factor closest to 1 (the smallest change).
+    """
     classes = np.asarray(classes)
+    factors = np.ones(len(classes))
+
+    def best(j, grid):
+        scores = {}
+        for f in grid:
+            trial = factors.copy()
+            trial[j] = f
+            scores[f] = round(decision_score(y, classes[apply_factors(proba, trial).argmax(axis=1)], classes), 6)
+        top = max(scores.values())
+        return min((f for f in grid if scores[f] == top), key=lambda f: abs(f - 1.0)), scores
+
     off = list(classes).index("off_topic")
-    y_on = y != "off_topic"
-    scores = {}
-    for f in factors:
-        pred = classes[apply_off_factor(proba, off, f).argmax(axis=1)]
-        macro = f1_score(y, pred, labels=classes, average="macro", zero_division=0)
-        on = f1_score(y_on, pred != "off_topic", zero_division=0)
-        scores[f] = round(float(macro + on), 6)
-    best = max(scores.values())
-    return min((f for f in factors if scores[f] == best), key=lambda f: abs(f - 1.0)), scores
+    factors[off], scores = best(off, OFF_FACTORS)
+    steps = {f"off_topic x {f}": v for f, v in scores.items()}
+    if rule == "class_factors":
+        for sweep in (1, 2):
+            for j in (j for j in range(len(classes)) if j != off):
+                factors[j], scores = best(j, LABEL_FACTORS)
+                steps[f"sweep {sweep}: {classes[j]} x {factors[j]}"] = scores[factors[j]]
+    return factors, steps
 
 
 def article_score(p_on: np.ndarray, top_k: int) -> float:
@@ -424,10 +442,10 @@ class ContextModel(BaseEstimator, ClassifierMixin):
         second["C"] = self.params.get("context_C", self.params["C"])
         self.context_clf_ = build_classifier(second)
         self.context_clf_.fit(Z[known], y[known])
-        self.off_factor_, self.decision_scores_ = 1.0, {}
-        if self.decision == "off_factor":
+        self.decision_factors_, self.decision_scores_ = np.ones(len(self.classes_)), {}
+        if self.decision != "none":
             oof = self._second_pass_oof(Z[known], y[known], group[known], second)
-            self.off_factor_, self.decision_scores_ = choose_off_factor(y[known], oof, self.classes_)
+            self.decision_factors_, self.decision_scores_ = choose_factors(y[known], oof, self.classes_, self.decision)
         return self
 
     def _second_pass_oof(self, Z, y, group, second: dict) -> np.ndarray:
@@ -456,8 +474,8 @@ class ContextModel(BaseEstimator, ClassifierMixin):
             return [np.zeros((0, len(self.classes_))) for _ in articles]
         X = self._features(flat)
         proba = self.context_clf_.predict_proba(self._blocks(X, self._first_pass(X), bounds))
-        # Models saved before the decision rule existed have no factor: 1.0 leaves them as they were.
-        proba = apply_off_factor(proba, self.off_index_, getattr(self, "off_factor_", 1.0))
+        # Models saved before the decision rule existed have no factors and are left as they were.
+        proba = apply_factors(proba, getattr(self, "decision_factors_", None))
         return [proba[bounds[i] : bounds[i + 1]] for i in range(len(articles))]
 
     def predict_proba(self, texts: list[str]) -> np.ndarray:

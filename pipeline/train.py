@@ -54,6 +54,12 @@ def fit(train: pd.DataFrame, articles: pd.DataFrame, params: dict, word_cache: d
     return model, time.perf_counter() - start
 
 
+def decision_factors(model) -> dict[str, float]:
+    """The decision rule's factor per label (all 1.0 without a rule or for a paragraph model)."""
+    factors = getattr(model, "decision_factors_", None)
+    return {str(c): float(factors[j]) if factors is not None else 1.0 for j, c in enumerate(model.classes_)}
+
+
 def read_word_cache(params: dict) -> dict | None:
     """The tokenize stage's segmentations, when the features use words."""
     if "word" not in params["features"].split("+") or not TOKENS.exists():
@@ -80,14 +86,15 @@ def main(params_path: Path = PARAMS) -> None:
         "n_train": len(train),
         "n_train_manual": int((train.method == "manual").sum()),
         "train_seconds": round(seconds, 2),
-        "off_factor": getattr(model, "off_factor_", 1.0),
+        "decision_factors": decision_factors(model),
     }
     info["sha256"] = save_model(model, MODEL)
     info["git_commit"] = tracking.git_commit()
     info["mlflow_run_id"] = tracking.log_training(params, info, MODEL)
     write_json(info_path(MODEL), info)
     kind = "context model" if p["context"] else "paragraph model"
-    rule = f", off_topic x {info['off_factor']} (chosen out-of-fold)" if p["decision"] != "none" else ""
+    factors = ", ".join(f"{c} x {f}" for c, f in info["decision_factors"].items() if f != 1.0)
+    rule = f", {factors} (chosen out-of-fold)" if factors else ""
     print(
         f"train: {kind}, {p['features']} + {p['classifier']} (C={p['C']}){rule} on {len(train)} paragraphs "
         f"in {seconds:.1f}s -> {MODEL}"

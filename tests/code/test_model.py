@@ -6,10 +6,10 @@ import pytest
 from pipeline.model import (
     ContextModel,
     ModelError,
-    apply_off_factor,
+    apply_factors,
     article_score,
-    choose_off_factor,
     build_model,
+    choose_factors,
     load_model,
     meta_path,
     predict,
@@ -123,13 +123,13 @@ def test_training_is_deterministic_for_a_fixed_seed():
     assert np.array_equal(predict_articles(a, texts)[0], predict_articles(b, texts)[0])
 
 
-@pytest.mark.parametrize("factor", [1.0, 0.5, 0.2])
-def test_off_factor_scales_off_topic_and_keeps_rows_normalised(factor):
+@pytest.mark.parametrize("factors", [[1.0, 1.0, 1.0, 1.0], [1.0, 0.5, 1.0, 1.0], [2.0, 0.2, 1.0, 3.0]])
+def test_factors_scale_classes_and_keep_rows_normalised(factors):
     proba = np.array([[0.1, 0.6, 0.2, 0.1], [0.25, 0.25, 0.25, 0.25]])
-    got = apply_off_factor(proba, 1, factor)
+    got = apply_factors(proba, np.array(factors))
     assert got.sum(axis=1) == pytest.approx([1.0, 1.0])
-    assert got[:, 1] / got[:, 0] == pytest.approx(factor * proba[:, 1] / proba[:, 0])
-    if factor == 1.0:
+    assert got[:, 1] / got[:, 0] == pytest.approx(factors[1] / factors[0] * proba[:, 1] / proba[:, 0])
+    if factors == [1.0] * 4:
         assert got is proba
 
 
@@ -138,23 +138,37 @@ def test_off_factor_is_chosen_to_recover_missed_on_topic_paragraphs():
     y = np.array(["cooperation"] * 4 + ["off_topic"] * 4)
     # on-topic rows just lose to off_topic; off-topic rows are clear
     proba = np.array([[0.45, 0.55]] * 4 + [[0.05, 0.95]] * 4)
-    factor, scores = choose_off_factor(y, proba, classes)
-    assert factor < 0.82 and scores[factor] == max(scores.values())
+    factors, steps = choose_factors(y, proba, classes)
+    assert factors[0] == 1.0 and factors[1] < 0.82
+    assert steps[f"off_topic x {factors[1]}"] == max(steps.values())
     # nothing to gain: the smallest change (1.0) wins the tie
-    assert choose_off_factor(y, np.array([[0.9, 0.1]] * 4 + [[0.1, 0.9]] * 4), classes)[0] == 1.0
+    clear = np.array([[0.9, 0.1]] * 4 + [[0.1, 0.9]] * 4)
+    assert choose_factors(y, clear, classes)[0].tolist() == [1.0, 1.0]
 
 
-def test_context_model_decision_rule_is_chosen_in_fit_and_applied_everywhere():
+def test_class_factors_raise_a_label_that_loses_to_another_on_topic_label():
+    classes = np.array(["cooperation", "off_topic", "statistics"])
+    y = np.array(["statistics"] * 3 + ["cooperation"] * 3 + ["off_topic"] * 3)
+    proba = np.array([[0.5, 0.1, 0.4]] * 3 + [[0.8, 0.1, 0.1]] * 3 + [[0.1, 0.8, 0.1]] * 3)
+    assert choose_factors(y, proba, classes, "off_factor")[0].tolist() == [1.0, 1.0, 1.0]
+    factors, _ = choose_factors(y, proba, classes, "class_factors")
+    pred = classes[apply_factors(proba, factors).argmax(axis=1)]
+    assert pred.tolist() == y.tolist()
+
+
+@pytest.mark.parametrize("rule", ["off_factor", "class_factors"])
+def test_context_model_decision_rule_is_chosen_in_fit_and_applied_everywhere(rule):
     arts, labels = toy_articles()
-    model = ContextModel(PARAMS, cv=3, decision="off_factor", decision_folds=3).fit(arts, labels)
-    assert model.off_factor_ in model.decision_scores_
+    model = ContextModel(PARAMS, cv=3, decision=rule, decision_folds=3).fit(arts, labels)
+    assert model.decision_factors_.shape == (4,) and model.decision_scores_
     plain = ContextModel(PARAMS, cv=3).fit(arts, labels)
-    assert plain.off_factor_ == 1.0 and plain.decision_scores_ == {}
-    model.off_factor_ = 0.5
+    assert plain.decision_factors_.tolist() == [1.0] * 4 and plain.decision_scores_ == {}
+    factors = np.array([1.0, 0.5, 2.0, 1.0])
+    model.decision_factors_ = factors
     ruled = predict_articles(model, [[COOP, OFF]])[0]
-    model.off_factor_ = 1.0
+    model.decision_factors_ = None
     raw = predict_articles(model, [[COOP, OFF]])[0]
-    assert ruled == pytest.approx(apply_off_factor(raw, list(model.classes_).index("off_topic"), 0.5))
+    assert ruled == pytest.approx(apply_factors(raw, factors))
 
 
 class _LengthModel:
