@@ -226,37 +226,43 @@ def predict_articles(model, articles: list[list[str]]) -> list[np.ndarray]:
     return [proba[bounds[i] : bounds[i + 1]] for i in range(len(articles))]
 
 
+def _missing(value) -> bool:
+    return value is None or (isinstance(value, float) and np.isnan(value))
+
+
+def group_rows(article_ids: list, positions: list | None = None) -> list[list[int]]:
+    """Row indices grouped into articles: rows sharing an article id, in `positions` order (input order breaks ties).
+
+    A row with no article id (None or NaN) is an article of its own; a missing position sorts last.
+    Groups come in the order of their first row.
+    """
+    by_id: dict = {}
+    groups = []
+    for i, aid in enumerate(article_ids):
+        if _missing(aid):
+            groups.append([i])
+        elif aid in by_id:
+            by_id[aid].append(i)
+        else:
+            by_id[aid] = [i]
+            groups.append(by_id[aid])
+    if positions is None:
+        return groups
+    return [
+        sorted(g, key=lambda i: (_missing(positions[i]), 0 if _missing(positions[i]) else positions[i], i))
+        for g in groups
+    ]
+
+
 def predict_rows(model, texts: list[str], article_ids: list | None = None, positions: list | None = None) -> np.ndarray:
     """Probabilities for paragraph rows, one per row in input order; rows sharing an article id are one article.
 
-    Rows of one article are scored together in `positions` order (input order where it is missing or
-    ties), so the context model reads their neighbours and the article. A row with no article id is a
-    one-paragraph article.
+    Rows of one article are scored together (see `group_rows`), so the context model reads their
+    neighbours and the article, as whole-article tagging does.
     """
-    n = len(texts)
-    if article_ids is None:
-        groups = [[i] for i in range(n)]
-    else:
-        by_id: dict = {}
-        groups = []
-        for i, aid in enumerate(article_ids):
-            if aid is None or (isinstance(aid, float) and np.isnan(aid)):
-                groups.append([i])
-            elif aid in by_id:
-                by_id[aid].append(i)
-            else:
-                by_id[aid] = [i]
-                groups.append(by_id[aid])
-        if positions is not None:
-
-            def order(i):
-                pos = positions[i]
-                missing = pos is None or (isinstance(pos, float) and np.isnan(pos))
-                return (missing, 0 if missing else pos, i)
-
-            groups = [sorted(g, key=order) for g in groups]
+    groups = group_rows(article_ids, positions) if article_ids is not None else [[i] for i in range(len(texts))]
     probas = predict_articles(model, [[texts[i] for i in g] for g in groups])
-    out = np.zeros((n, len(model.classes_)))
+    out = np.zeros((len(texts), len(model.classes_)))
     for g, proba in zip(groups, probas, strict=True):
         out[g] = proba
     return out
