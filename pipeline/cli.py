@@ -98,13 +98,15 @@ def _promote(args) -> int:
 
 def _tag(args) -> int:
     from pipeline.tagging.batch import TagRequest, run
+    from pipeline.tagging.engines import EngineError
+    from pipeline.tagging.inputs import printable
     from pipeline.tagging.outputs import OutputError
 
     fields = {k: v for k, v in vars(args).items() if k in TagRequest.__dataclass_fields__}
     try:
         return run(TagRequest(**fields))
-    except OutputError as e:
-        print(f"error: {e}", file=sys.stderr)
+    except (OutputError, EngineError) as e:
+        print(f"error: {printable(str(e))}", file=sys.stderr)
         return 2
 
 

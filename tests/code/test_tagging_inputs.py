@@ -176,7 +176,7 @@ def test_expand_walks_folders_in_order_and_lists_missing_and_skipped(tmp_path):
     (tmp_path / "d" / "sub").mkdir(parents=True)
     for name in ("d/b.txt", "d/a.html", "d/sub/c.jsonl.gz", "d/image.png", "d/.hidden.txt", "notes"):
         (tmp_path / name).write_bytes(b"x")
-    found, missing, skipped = expand([str(tmp_path / "d"), str(tmp_path / "notes"), str(tmp_path / "nope"), "-"])
+    found, missing, skipped, notes = expand([str(tmp_path / "d"), str(tmp_path / "notes"), str(tmp_path / "nope"), "-"])
     assert found == [
         (str(tmp_path / "d" / "a.html"), "html"),
         (str(tmp_path / "d" / "b.txt"), "text"),
@@ -185,4 +185,4 @@ def test_expand_walks_folders_in_order_and_lists_missing_and_skipped(tmp_path):
         ("-", "stdin"),
     ]
     assert missing == [str(tmp_path / "nope")]
-    assert skipped == [str(tmp_path / "d" / "image.png")]
+    assert skipped == [str(tmp_path / "d" / "image.png")] and notes == []
