@@ -60,6 +60,7 @@ MIN_LETTERS_TO_JUDGE = 40
 # instead of one per file (scikit-learn's input checks cost ~20 ms a call, more than a short article).
 SMALL_FILE_BYTES = 256 * 1024
 SMALL_FILES = 100
+_BINARY_CONTROL = re.compile("[\x00-\x08\x0e-\x1f]")  # control characters other than white space
 _UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
 
 
@@ -221,6 +222,14 @@ def _marked_letters() -> frozenset[str]:
     return frozenset(c for c in _vietnamese_letters() if not c.isascii())
 
 
+@functools.cache
+def _letter_patterns() -> tuple[re.Pattern, re.Pattern, re.Pattern]:
+    """Regexes of runs of letters, of Latin letters and of Vietnamese letters with a diacritic (counted by run length)."""
+    marked = "".join(sorted(_marked_letters()))
+    return re.compile(r"[^\W\d_]+"), re.compile("[A-Za-z\u00c0-\u024f\u1e00-\u1eff]+"), re.compile(f"[{marked}]+")
+
+
+@functools.lru_cache(maxsize=1024)  # asked twice per article: for the warning and for the summary's flag
 def not_vietnamese(text: str) -> str:
     """Why `text` is not Vietnamese (another script, or Latin letters without Vietnamese diacritics), else ''.
 
@@ -228,14 +237,15 @@ def not_vietnamese(text: str) -> str:
     Latin, or fewer than MIN_MARKED_SHARE of the Latin ones carry a Vietnamese diacritic. Texts
     with fewer than MIN_LETTERS_TO_JUDGE letters are not judged.
     """
-    letters = [c for c in unicodedata.normalize("NFC", text[:20000]) if c.isalpha()]
-    if len(letters) < MIN_LETTERS_TO_JUDGE:
+    sample = unicodedata.normalize("NFC", text[:20000])
+    letter, latin_letter, marked_letter = _letter_patterns()
+    letters = sum(map(len, letter.findall(sample)))
+    if letters < MIN_LETTERS_TO_JUDGE:
         return ""
-    marked = _marked_letters()
-    latin = [c for c in letters if c.isascii() or c in marked or "LATIN" in unicodedata.name(c, "")]
-    if len(latin) < MIN_LATIN_SHARE * len(letters):
-        return f"{len(latin) / len(letters):.0%} of its letters are Latin"
-    share = sum(c in marked for c in latin) / len(latin)
+    latin = sum(map(len, latin_letter.findall(sample)))
+    if latin < MIN_LATIN_SHARE * letters:
+        return f"{latin / letters:.0%} of its letters are Latin"
+    share = sum(map(len, marked_letter.findall(sample))) / latin
     if share < MIN_MARKED_SHARE:
         return f"{share:.1%} of its letters carry Vietnamese diacritics"
     return ""
@@ -270,8 +280,7 @@ def _looks_binary(text: str) -> bool:
     A few stray control characters in real text are dropped by normalize(), so they do not reject the file.
     """
     sample = text[:20000]
-    controls = sum(1 for c in sample if ord(c) < 32 and c not in "\t\n\r\f\v")
-    return controls > len(sample) / 100
+    return len(_BINARY_CONTROL.findall(sample)) > len(sample) / 100
 
 
 def _utf16_without_bom(data: bytes) -> str | None:

@@ -28,6 +28,7 @@ from pipeline.tagging.outputs import (
     paragraph_columns,
 )
 from pipeline.tagging.records import paragraph_records
+from pipeline.tagging.inputs import parse_unit
 from pipeline.tagging.scoring import TagOptions
 from pipeline.text import Article
 
@@ -224,3 +225,45 @@ def test_a_checkpoint_not_yet_opened_is_left_alone_unless_it_is_private(tmp_path
     assert _failed(Interrupted(signal.SIGINT), req, private, {}) == 130
     assert not private.folder.exists()
     assert capsys.readouterr().err.count("interrupted by") == 2
+
+
+def _journal_one_unit(tmp_path, job):
+    """A resumable run that did the first unit of a.jsonl and was interrupted."""
+    from pipeline.tagging.inputs import units
+
+    first = next(units([(str(tmp_path / "a.jsonl"), "jsonl")], False))
+    checkpoint = Checkpoint.beside(tmp_path / "out.jsonl", job)
+    checkpoint.start(resume=False)
+    checkpoint.record({"out": 0}, {"inputs": 1}, first.path, [], parse_unit(first, False).digest)
+    checkpoint.close(keep=True)
+
+
+def test_resume_refuses_an_input_edited_to_the_same_size_and_modification_time(tmp_path):
+    from pipeline.tagging.inputs import units
+
+    src = tmp_path / "a.jsonl"
+    src.write_text('{"id": "1", "text": "Hai nước ký kết hợp tác."}\n', encoding="utf-8")
+    options = TagOptions(model=str(tmp_path / "model.joblib"))
+
+    def job():
+        return job_of(["a.jsonl"], [[str(src), "jsonl"]], [], options, [str(tmp_path / "out.jsonl"), None, None], "ab")
+
+    _journal_one_unit(tmp_path, job())
+    st = os.stat(src)
+    src.write_text(src.read_text(encoding="utf-8").replace("Hai", "Ba "), encoding="utf-8")  # same size
+    os.utime(src, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert job() == Checkpoint.beside(tmp_path / "out.jsonl", job()).job  # size and time alone would accept it
+    resumed = Checkpoint.beside(tmp_path / "out.jsonl", job())
+    resumed.start(resume=True)
+    with pytest.raises(OutputError, match=f"{src}: changed since the interrupted run"):
+        list(resumed.skip_done(units([(str(src), "jsonl")], False), options.max_bytes))
+
+
+def test_resume_refuses_another_model_behind_the_same_name(tmp_path):
+    (tmp_path / "a.jsonl").write_text('{"id": "1", "text": "Câu."}\n', encoding="utf-8")
+    options = TagOptions(model="models:/topics@champion")
+    outputs = [str(tmp_path / "out.jsonl"), None, None]
+    _journal_one_unit(tmp_path, job_of(["a.jsonl"], [[str(tmp_path / "a.jsonl"), "jsonl"]], [], options, outputs, "1" * 64))
+    moved = job_of(["a.jsonl"], [[str(tmp_path / "a.jsonl"), "jsonl"]], [], options, outputs, "2" * 64)  # the alias moved
+    with pytest.raises(OutputError, match="other inputs, options or outputs"):
+        Checkpoint.beside(tmp_path / "out.jsonl", moved).start(resume=True)
