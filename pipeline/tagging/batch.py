@@ -235,7 +235,9 @@ def _checkpoint(req: TagRequest, sources: list, missing: list, options: TagOptio
     if resumable:
         from pipeline.tagging.scoring import model_sha256
 
-        job = job_of(req.paths, sources, missing, options, [req.output, req.summary, req.report], model_sha256(req.model))
+        job = job_of(
+            req.paths, sources, missing, options, [req.output, req.summary, req.report], model_sha256(req.model)
+        )
     return Checkpoint.beside(files[0], job)
 
 

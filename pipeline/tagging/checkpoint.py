@@ -23,9 +23,8 @@ import json
 import os
 import shutil
 import tempfile
-from pathlib import Path
-
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 
 from pipeline.tagging.inputs import Unit, printable, unit_digest
 from pipeline.tagging.outputs import OutputError

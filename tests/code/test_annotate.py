@@ -122,7 +122,9 @@ H2 = paragraph_hash("Nạn nhân được hỗ trợ tái hòa nhập cộng đ�
 def test_import_into_a_label_file_saved_with_a_bom_keeps_its_rows(project):
     into = project / "labels" / "manual.csv"
     into.parent.mkdir()
-    into.write_bytes(f"\ufeffarticle_id,paragraph,hash,label,method,annotator\nx/1,0,{H0},cooperation,manual,a\n".encode())
+    into.write_bytes(
+        f"\ufeffarticle_id,paragraph,hash,label,method,annotator\nx/1,0,{H0},cooperation,manual,a\n".encode()
+    )
     line = json.dumps({"article_id": "x/2", "paragraph": 0, "hash": H2, "label": "victim_support"})
     assert _import(project, [line], into) == 0
     labels, problems = read_label_file(into)
@@ -158,7 +160,10 @@ def test_import_names_a_line_json_cannot_hold(project, capsys, line, message):
 
 
 def test_conflicting_rows_of_one_batch_are_both_rejected(project, capsys):
-    lines = [json.dumps({"article_id": "x/1", "paragraph": 0, "hash": H0, "label": lab}) for lab in ("cooperation", "statistics")]
+    lines = [
+        json.dumps({"article_id": "x/1", "paragraph": 0, "hash": H0, "label": lab})
+        for lab in ("cooperation", "statistics")
+    ]
     into = project / "labels" / "manual.csv"
     assert _import(project, lines, into) == 1
     err = capsys.readouterr().err

@@ -143,7 +143,7 @@ def test_rows_of_one_batch_that_disagree_are_both_rejected():
     ]
 
 
-@pytest.mark.parametrize("annotator", ["=HYPERLINK(\"http://x\")", "+1", "-2+3", "@SUM(A1)"])
+@pytest.mark.parametrize("annotator", ['=HYPERLINK("http://x")', "+1", "-2+3", "@SUM(A1)"])
 def test_free_text_that_a_spreadsheet_would_run_is_written_as_text(tmp_path, annotator):
     h = paragraph_hash(ARTICLES["a/1"][0])
     path = tmp_path / "out.csv"

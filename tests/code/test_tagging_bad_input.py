@@ -171,8 +171,10 @@ def test_a_json_integer_too_long_for_python_is_a_bad_line(line):
     good = json.dumps({"id": "b", "text": "Nạn nhân được hỗ trợ."}, ensure_ascii=False)
     parsed = parse_unit(Unit("jsonl", "in.jsonl", [line.encode(), good.encode()]), False)
     assert [a.id for a in parsed.articles] == ["b"]
-    assert parsed.errors == ["in.jsonl:1: malformed JSON (Exceeds the limit (4300 digits) for integer string conversion: "
-                             "value has 10240 digits; use sys.set_int_max_str_digits() to increase the limit)"]
+    assert parsed.errors == [
+        "in.jsonl:1: malformed JSON (Exceeds the limit (4300 digits) for integer string conversion: "
+        "value has 10240 digits; use sys.set_int_max_str_digits() to increase the limit)"
+    ]
 
 
 @pytest.mark.parametrize("charset", ["undefined", "hex", "rot13", "no-such-codec"])
@@ -188,9 +190,18 @@ def test_a_page_declaring_an_unusable_charset_is_read_by_guessing(tmp_path, char
     ("text", "why"),
     [
         ("The police arrested two men suspected of trafficking people across the border last night.", "0.0% of"),
-        ("警方昨天逮捕了两名涉嫌跨境贩卖人口的男子，受害者已被送回家中并获得心理支持和职业培训。", "0% of its letters are Latin"),
-        ("ألقت الشرطة القبض على رجلين بتهمة الاتجار بالبشر عبر الحدود مساء أمس في المدينة", "0% of its letters are Latin"),
-        ("Полиция задержала двух мужчин по подозрению в торговле людьми через границу вчера", "0% of its letters are Latin"),
+        (
+            "警方昨天逮捕了两名涉嫌跨境贩卖人口的男子，受害者已被送回家中并获得心理支持和职业培训。",
+            "0% of its letters are Latin",
+        ),
+        (
+            "ألقت الشرطة القبض على رجلين بتهمة الاتجار بالبشر عبر الحدود مساء أمس في المدينة",
+            "0% of its letters are Latin",
+        ),
+        (
+            "Полиция задержала двух мужчин по подозрению в торговле людьми через границу вчера",
+            "0% of its letters are Latin",
+        ),
         ("Lực lượng chức năng đã giải cứu năm nạn nhân bị lừa bán sang nước ngoài làm việc.", ""),
         ("Hello world, short.", ""),  # under 40 letters: not judged
     ],
@@ -259,5 +270,7 @@ def test_small_files_are_tagged_in_groups_with_the_same_articles_and_messages(tm
     grouped = [parse_unit(u, False) for u in got]
     alone = [parse_unit(Unit(kind, path), False) for path, kind in sources]
     assert [a.text for p in grouped for a in p.articles] == [a.text for p in alone for a in p.articles]
-    assert [e for p in grouped for e in p.errors] == [e for p in alone for e in p.errors] == [f"{sources[3][0]}: is empty"]
+    assert (
+        [e for p in grouped for e in p.errors] == [e for p in alone for e in p.errors] == [f"{sources[3][0]}: is empty"]
+    )
     assert sum(p.n_inputs for p in grouped) == len(sources)

@@ -17,6 +17,7 @@ from pipeline.tagging.batch import (
     signals_interrupt,
 )
 from pipeline.tagging.checkpoint import JOURNAL, Checkpoint, job_of, resume_folder
+from pipeline.tagging.inputs import parse_unit
 from pipeline.tagging.outputs import (
     OutputError,
     PartFile,
@@ -28,7 +29,6 @@ from pipeline.tagging.outputs import (
     paragraph_columns,
 )
 from pipeline.tagging.records import paragraph_records
-from pipeline.tagging.inputs import parse_unit
 from pipeline.tagging.scoring import TagOptions
 from pipeline.text import Article
 
@@ -263,7 +263,11 @@ def test_resume_refuses_another_model_behind_the_same_name(tmp_path):
     (tmp_path / "a.jsonl").write_text('{"id": "1", "text": "Câu."}\n', encoding="utf-8")
     options = TagOptions(model="models:/topics@champion")
     outputs = [str(tmp_path / "out.jsonl"), None, None]
-    _journal_one_unit(tmp_path, job_of(["a.jsonl"], [[str(tmp_path / "a.jsonl"), "jsonl"]], [], options, outputs, "1" * 64))
-    moved = job_of(["a.jsonl"], [[str(tmp_path / "a.jsonl"), "jsonl"]], [], options, outputs, "2" * 64)  # the alias moved
+    _journal_one_unit(
+        tmp_path, job_of(["a.jsonl"], [[str(tmp_path / "a.jsonl"), "jsonl"]], [], options, outputs, "1" * 64)
+    )
+    moved = job_of(
+        ["a.jsonl"], [[str(tmp_path / "a.jsonl"), "jsonl"]], [], options, outputs, "2" * 64
+    )  # the alias moved
     with pytest.raises(OutputError, match="other inputs, options or outputs"):
         Checkpoint.beside(tmp_path / "out.jsonl", moved).start(resume=True)

@@ -201,6 +201,9 @@ def test_expand_notes_links_to_folders_fifos_and_names_that_are_not_utf8(tmp_pat
     os.close(os.open(os.path.join(os.fsencode(folder), b"b\xff.txt"), os.O_CREAT | os.O_WRONLY))
     found, missing, skipped, notes = expand([str(folder)])
     assert found == [(str(folder / "a.txt"), "text"), (f"{folder}/b\\xff.txt", "badname")]
-    assert notes == [f"{folder / 'linked'}: a link to a folder, not followed", f"{folder / 'pipe.txt'}: a FIFO; skipped"]
+    assert notes == [
+        f"{folder / 'linked'}: a link to a folder, not followed",
+        f"{folder / 'pipe.txt'}: a FIFO; skipped",
+    ]
     (unit,) = [u for u in units(found, False) if u.kind == "error"]
     assert unit.data == f"{folder}/b\\xff.txt: the file name is not valid UTF-8 (shown escaped); rename it to tag it"
