@@ -216,12 +216,13 @@ def main(argv: list[str] | None = None) -> int:
     from pipeline.labels import LabelError
     from pipeline.model import ModelError
     from pipeline.runs import RunsError
+    from pipeline.tagging.outputs import OutputError
     from pipeline.text import CorpusError
 
     args = build_parser().parse_args(argv)
     try:
         return args.func(args) or 0
-    except (LabelError, ModelError, CorpusError, ParamsError, RunsError) as e:
+    except (LabelError, ModelError, CorpusError, ParamsError, RunsError, OutputError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

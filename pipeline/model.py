@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import joblib
@@ -142,16 +140,11 @@ def meta_path(model_path: Path) -> Path:
 
 
 def atomic_write_bytes(path: Path, write) -> None:
-    """Call `write(file)` on a temporary file next to `path`, then rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Call `write(file)` on a temporary file next to `path`, then rename it into place (the project's one writer)."""
+    from pipeline.tagging.outputs import atomic_open
+
+    with atomic_open(Path(path)) as f:
+        write(f)
 
 
 def save_model(model: Pipeline, path: Path) -> str:
