@@ -22,6 +22,7 @@ from pipeline.tagging.inputs import Unit
 from pipeline.tagging.scoring import Scorer, TagOptions, UnitResult, load_for_tagging, process
 
 IN_FLIGHT_PER_WORKER = 3
+WATCH_SECONDS = 0.5  # how often a wait for a result checks that every worker is alive
 _WORKER: dict = {}
 _PR_SET_PDEATHSIG = 1  # prctl option (linux/prctl.h)
 
@@ -84,15 +85,27 @@ def _context():
     return multiprocessing.get_context("fork" if "fork" in methods else None)
 
 
-def _result(future: Future) -> UnitResult:
-    """A unit's result; EngineError when the worker doing it died."""
-    try:
-        return future.result()
-    except BrokenProcessPool:
+def _dead_worker(pool: ProcessPoolExecutor) -> bool:
+    """Whether a worker process of the pool has ended (workers only end when the pool is shut)."""
+    return any(proc.exitcode is not None for proc in (getattr(pool, "_processes", None) or {}).values())
+
+
+def _result(future: Future, pool: ProcessPoolExecutor) -> UnitResult:
+    """A unit's result; EngineError as soon as a worker has died (checked every WATCH_SECONDS while waiting)."""
+    while True:
+        try:
+            return future.result(timeout=WATCH_SECONDS)
+        except TimeoutError:
+            # A worker killed while sending a result leaves the pool waiting for the rest of that
+            # message for ever, without marking it broken: the watch here does not depend on it.
+            if not _dead_worker(pool):
+                continue
+        except BrokenProcessPool:
+            pass
         raise EngineError(
             "a worker process died (killed, or out of memory?): the run is stopped; "
             "the inputs done so far are kept when the output is a file"
-        ) from None
+        )
 
 
 def _stop(pool: ProcessPoolExecutor, finished: bool) -> None:
@@ -101,7 +114,6 @@ def _stop(pool: ProcessPoolExecutor, finished: bool) -> None:
         pool.shutdown(wait=True)
         return
     processes = list((getattr(pool, "_processes", None) or {}).values())
-    pool.shutdown(wait=False, cancel_futures=True)
     for proc in processes:
         with contextlib.suppress(OSError, ValueError):
             proc.terminate()
@@ -111,6 +123,11 @@ def _stop(pool: ProcessPoolExecutor, finished: bool) -> None:
             if proc.is_alive():
                 proc.kill()
                 proc.join(5)
+    # The pool's thread may be reading half a message from a killed worker: with every worker gone,
+    # closing this process's end of the result pipe ends that read, so the pool (and exit) can finish.
+    with contextlib.suppress(AttributeError, OSError):
+        pool._result_queue._writer.close()
+    pool.shutdown(wait=False, cancel_futures=True)
 
 
 def run_local(units: Iterable[Unit], options: TagOptions, jobs: int) -> Iterator[UnitResult]:
@@ -129,9 +146,9 @@ def run_local(units: Iterable[Unit], options: TagOptions, jobs: int) -> Iterator
         for unit in units:
             pending.append(pool.submit(_run_unit, unit))
             if len(pending) >= jobs * IN_FLIGHT_PER_WORKER:
-                yield _result(pending.popleft())
+                yield _result(pending.popleft(), pool)
         while pending:
-            yield _result(pending.popleft())
+            yield _result(pending.popleft(), pool)
         finished = True
     finally:
         _stop(pool, finished)
