@@ -298,6 +298,8 @@ def export(queue_file: Path, out: Path, params_path: Path) -> int:
     """Write a queued batch for annotators, with each paragraph's text and its neighbours as context (JSONL or CSV)."""
     import pandas as pd
 
+    from pipeline.labels import safe_cell
+    from pipeline.tagging.outputs import atomic_open
     from pipeline.text import read_corpus
 
     corpus_dir, max_chars = _params(params_path)
@@ -323,11 +325,14 @@ def export(queue_file: Path, out: Path, params_path: Path) -> int:
                 "next": ps[i + 1] if i + 1 < len(ps) else "",
             }
         )
-    out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix == ".csv":
-        pd.DataFrame(out_rows).to_csv(out, index=False)
+        # Text opened in a spreadsheet: a cell starting with = + - @ would run as a formula.
+        cells = [{k: safe_cell(v) if isinstance(v, str) else v for k, v in r.items()} for r in out_rows]
+        data = pd.DataFrame(cells).to_csv(index=False).encode("utf-8")
     else:
-        out.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in out_rows), encoding="utf-8")
+        data = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in out_rows).encode("utf-8")
+    with atomic_open(out) as f:
+        f.write(data)
     print(
         f"export: {len(out_rows)} paragraphs with context -> {out} (fill in `label` and `annotator`, then `label import`)"
     )
@@ -339,7 +344,7 @@ def read_batch_rows(path: Path) -> tuple[list[tuple[int, dict]], list[str]]:
     rows, problems = [], []
     try:
         if path.suffix == ".csv":
-            with open(path, encoding="utf-8", newline="") as f:
+            with open(path, encoding="utf-8-sig", newline="") as f:  # Excel's "CSV UTF-8" starts with a BOM
                 rows = [(n, dict(r)) for n, r in enumerate(csv.DictReader(f), 2)]
         else:
             for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
@@ -349,6 +354,12 @@ def read_batch_rows(path: Path) -> tuple[list[tuple[int, dict]], list[str]]:
                     rec = json.loads(line)
                 except json.JSONDecodeError as e:
                     problems.append(f"{path}:{n}: malformed JSON ({e.msg})")
+                    continue
+                except ValueError as e:  # an integer longer than Python's int-string limit
+                    problems.append(f"{path}:{n}: malformed JSON ({e})")
+                    continue
+                except RecursionError:
+                    problems.append(f"{path}:{n}: malformed JSON (nested too deeply)")
                     continue
                 if not isinstance(rec, dict):
                     problems.append(f"{path}:{n}: expected a JSON object")
@@ -386,18 +397,30 @@ def merge_checked(new: list, into: Path, corpus_dir: str, max_chars: int, proble
 
     A stale or conflicting row is reported and left out; the file is rewritten only when rows were added.
     """
-    from pipeline.labels import article_paragraphs, merge_into, read_label_file, stale, write_label_file
+    from pipeline.labels import (
+        article_paragraphs,
+        batch_conflicts,
+        merge_into,
+        raise_if,
+        read_label_file,
+        stale,
+        write_label_file,
+    )
     from pipeline.text import read_corpus
 
+    existing, bad = read_label_file(into) if into.exists() else ([], [])
+    if bad:  # rewriting the file would drop those rows: it is fixed by hand first
+        raise_if(bad, f"{into} (fix them first; nothing was imported)")
+    new, clashes = batch_conflicts(new)
+    problems += clashes
     paras = article_paragraphs(read_corpus(corpus_dir), {lab.article_id for lab in new}, max_chars)
     current = []
     for lab in new:
         why = stale(lab, paras)
         problems += [why] if why else []
         current += [] if why else [lab]
-    existing, bad = read_label_file(into) if into.exists() else ([], [])
     merged, added, conflicts = merge_into(existing, current)
-    problems += bad + conflicts
+    problems += conflicts
     if added:
         write_label_file(into, merged)
     for p in problems:

@@ -109,13 +109,15 @@ def _promote(args) -> int:
 
 def _tag(args) -> int:
     from pipeline.tagging.batch import TagRequest, run
+    from pipeline.tagging.engines import EngineError
+    from pipeline.tagging.inputs import printable
     from pipeline.tagging.outputs import OutputError
 
     fields = {k: v for k, v in vars(args).items() if k in TagRequest.__dataclass_fields__}
     try:
         return run(TagRequest(**fields))
-    except OutputError as e:
-        print(f"error: {e}", file=sys.stderr)
+    except (OutputError, EngineError) as e:
+        print(f"error: {printable(str(e))}", file=sys.stderr)
         return 2
 
 
@@ -233,12 +235,13 @@ def main(argv: list[str] | None = None) -> int:
     from pipeline.labels import LabelError
     from pipeline.model import ModelError
     from pipeline.runs import RunsError
+    from pipeline.tagging.outputs import OutputError
     from pipeline.text import CorpusError
 
     args = build_parser().parse_args(argv)
     try:
         return args.func(args) or 0
-    except (LabelError, ModelError, CorpusError, ParamsError, RunsError) as e:
+    except (LabelError, ModelError, CorpusError, ParamsError, RunsError, OutputError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

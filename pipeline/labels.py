@@ -7,9 +7,8 @@ a label a person decided by reading the paragraph, or `rule:NAME` for a candidat
 from __future__ import annotations
 
 import csv
-import os
+import io
 import re
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,8 @@ from pipeline.text import Article, paragraph_hash, paragraphs
 
 COLUMNS = ("article_id", "paragraph", "hash", "label", "method", "annotator")
 _HASH = re.compile(r"^[0-9a-f]{16}$")
+# A cell starting with one of these is a formula to Excel and LibreOffice (tab and CR start one too).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 class LabelError(Exception):
@@ -75,7 +76,8 @@ def parse_rows(rows: Iterable[dict], where: str, first_row: int = 2) -> tuple[li
 def read_label_file(path: Path) -> tuple[list[Label], list[str]]:
     """Read one label CSV; return its labels and the problems found (file and row named)."""
     try:
-        with open(path, encoding="utf-8", newline="") as f:
+        # utf-8-sig: Excel's "CSV UTF-8" starts the file with a BOM, which would hide the first column's name.
+        with open(path, encoding="utf-8-sig", newline="") as f:
             reader = csv.DictReader(f)
             absent = [c for c in COLUMNS[:4] if c not in (reader.fieldnames or [])]
             if absent:
@@ -150,21 +152,39 @@ def article_paragraphs(articles: Iterable[Article], wanted: set[str] | None, max
     return {a.id: paragraphs(a.text, max_chars) for a in articles if wanted is None or a.id in wanted}
 
 
+def safe_cell(value: str) -> str:
+    """A CSV cell that a spreadsheet shows as text: one starting with = + - @ (a formula) gets a leading apostrophe."""
+    return f"'{value}" if value[:1] in FORMULA_STARTS else value
+
+
 def write_label_file(path: Path, labels: Iterable[Label]) -> None:
-    """Write labels sorted by reference, atomically (a temporary file renamed into place)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write labels sorted by reference, atomically; free text (the annotator) is kept from reading as a formula."""
+    from pipeline.tagging.outputs import atomic_open
+
     rows = sorted(labels, key=lambda lab: (lab.article_id, lab.paragraph))
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            w = csv.writer(f, lineterminator="\n")
-            w.writerow(COLUMNS)
-            for lab in rows:
-                w.writerow([lab.article_id, lab.paragraph, lab.hash, lab.label, lab.method, lab.annotator])
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(COLUMNS)
+    for lab in rows:
+        w.writerow([lab.article_id, lab.paragraph, lab.hash, lab.label, lab.method, safe_cell(lab.annotator)])
+    with atomic_open(path) as f:
+        f.write(buf.getvalue().encode("utf-8"))
+
+
+def batch_conflicts(new: list[Label]) -> tuple[list[Label], list[str]]:
+    """Rows of one batch that give one paragraph different labels (or hashes) are all rejected, each pair named."""
+    first: dict[tuple[str, int], Label] = {}
+    clashing: set[tuple[str, int]] = set()
+    problems = []
+    for lab in new:
+        seen = first.setdefault(lab.key, lab)
+        if seen is not lab and (seen.label != lab.label or seen.hash != lab.hash):
+            clashing.add(lab.key)
+            problems.append(
+                f"{lab.where}: {lab.article_id} paragraph {lab.paragraph} is {lab.label!r} here but {seen.label!r} "
+                f"at {seen.where}: the two rows conflict with each other; neither is imported"
+            )
+    return [lab for lab in new if lab.key not in clashing], problems
 
 
 def merge_into(existing: list[Label], new: list[Label]) -> tuple[list[Label], int, list[str]]:

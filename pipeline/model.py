@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import joblib
@@ -142,16 +140,11 @@ def meta_path(model_path: Path) -> Path:
 
 
 def atomic_write_bytes(path: Path, write) -> None:
-    """Call `write(file)` on a temporary file next to `path`, then rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Call `write(file)` on a temporary file next to `path`, then rename it into place (the project's one writer)."""
+    from pipeline.tagging.outputs import atomic_open
+
+    with atomic_open(Path(path)) as f:
+        write(f)
 
 
 def save_model(model: Pipeline, path: Path) -> str:
@@ -181,10 +174,66 @@ def read_meta(model_path: Path, mpath: Path | None = None) -> dict:
     return meta
 
 
-def load_model(path: Path, meta_file: Path | None = None) -> tuple[Pipeline, dict]:
-    """Load a saved model after checking its sha256; a joblib file runs code when loaded, so a mismatch refuses.
+# Every global a model file of this project refers to: measured by loading the models of every
+# `train.features` and `train.classifier` option, paragraph and context models, with the numpy scalar
+# types a pickle may name. A pickle naming anything else (os.system, builtins.exec, ...) is refused before
+# it is called: the types skops would be told to trust, without skops' file size and load time.
+_NUMPY_SCALARS = "bool_ float16 float32 float64 int8 int16 int32 int64 intc uint8 uint16 uint32 uint64 str_"
+TRUSTED_GLOBALS = frozenset(
+    {
+        ("joblib.numpy_pickle", "NumpyArrayWrapper"),
+        ("numpy", "dtype"),
+        ("numpy", "ndarray"),
+        *(("numpy", name) for name in _NUMPY_SCALARS.split()),
+        *(
+            (core, name)
+            for core in ("numpy.core.multiarray", "numpy._core.multiarray")
+            for name in ("_reconstruct", "scalar")
+        ),
+        ("pipeline.model", "ContextModel"),
+        ("pipeline.model", "WordSegmenter"),
+        ("pipeline.model", "normalize_all"),
+        ("sklearn.calibration", "CalibratedClassifierCV"),
+        ("sklearn.calibration", "_CalibratedClassifier"),
+        ("sklearn.calibration", "_SigmoidCalibration"),
+        ("sklearn.feature_extraction.text", "TfidfTransformer"),
+        ("sklearn.feature_extraction.text", "TfidfVectorizer"),
+        ("sklearn.linear_model._logistic", "LogisticRegression"),
+        ("sklearn.pipeline", "FeatureUnion"),
+        ("sklearn.pipeline", "Pipeline"),
+        ("sklearn.preprocessing._function_transformer", "FunctionTransformer"),
+        ("sklearn.svm._classes", "LinearSVC"),
+    }
+)
 
-    The metadata is `model.json` beside the model unless `meta_file` names another.
+
+class UntrustedGlobal(Exception):
+    """A pickle names a function or class outside TRUSTED_GLOBALS."""
+
+
+def load_trusted(path: Path):
+    """Unpickle a joblib file, calling nothing but TRUSTED_GLOBALS (object arrays inside it included)."""
+    from joblib.numpy_pickle import NumpyUnpickler
+    from joblib.numpy_pickle_utils import _validate_fileobject_and_memmap
+
+    class TrustedUnpickler(NumpyUnpickler):
+        def find_class(self, module, name):
+            if (module, name) not in TRUSTED_GLOBALS:
+                raise UntrustedGlobal(f"{module}.{name}")
+            return super().find_class(module, name)
+
+    with open(path, "rb") as f, _validate_fileobject_and_memmap(f, str(path), None) as (fobj, _):
+        if isinstance(fobj, str):  # a pickle of joblib < 0.10, with its arrays in companion files
+            raise UntrustedGlobal("a joblib format older than 0.10")
+        return TrustedUnpickler(str(path), fobj, True).load()
+
+
+def load_model(path: Path, meta_file: Path | None = None) -> tuple[Pipeline, dict]:
+    """Load a saved model after checking its sha256, calling only the types this project's models are made of.
+
+    A pickle runs code when loaded: a file that does not match its recorded sha256, or that names
+    anything outside TRUSTED_GLOBALS, is refused before any of it runs. The metadata is `model.json`
+    beside the model unless `meta_file` names another.
     """
     path = Path(path)
     if not path.is_file():
@@ -197,7 +246,12 @@ def load_model(path: Path, meta_file: Path | None = None) -> tuple[Pipeline, dic
             f"its metadata; refusing to unpickle a file that may have been altered or truncated"
         )
     try:
-        model = joblib.load(path)
+        model = load_trusted(path)
+    except UntrustedGlobal as e:
+        raise ModelError(
+            f"{path}: refused: the file calls {e}, which is not part of this project's models "
+            "(a pickle that runs code?); nothing in it was run"
+        ) from None
     except Exception as e:  # a corrupted pickle can fail in many ways
         raise ModelError(f"{path}: cannot be loaded ({type(e).__name__}: {e})") from None
     return model, meta

@@ -117,6 +117,33 @@ def is_model_uri(text: str) -> bool:
     return str(text).startswith(("runs:/", "models:/"))
 
 
+_RUN_URI = re.compile(r"runs:/[0-9a-f]{32}(/[A-Za-z0-9_.-]+)*/?")
+_REGISTRY_URI = re.compile(r"models:/[^/@:\s][^/@:]*(/[0-9]+|@[A-Za-z0-9_-]+)/?")
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")
+
+
+def check_model_source(text: str) -> str:
+    """'mlflow' for a run or registry URI of the configured tracking store, 'file' for a local path; RunsError otherwise.
+
+    A model file runs code when it is loaded, so nothing is fetched from elsewhere: an http:,
+    s3:, file: or other URI, or a runs:/ or models:/ URI naming another store (models://HOST/...).
+    """
+    text = str(text).strip()
+    if _RUN_URI.fullmatch(text) or _REGISTRY_URI.fullmatch(text):
+        return "mlflow"
+    if text.startswith(("runs:", "models:")):
+        raise RunsError(
+            f"{text!r}: not a model of the configured tracking store; give runs:/RUN_ID, "
+            "models:/NAME/VERSION or models:/NAME@ALIAS"
+        )
+    if _SCHEME.match(text):
+        raise RunsError(
+            f"{text!r}: models are loaded only from a local file or the configured MLflow store "
+            "(runs:/..., models:/...), never fetched from a URL (for a file whose name has a colon, write ./NAME)"
+        )
+    return "file"
+
+
 # -- the table ---------------------------------------------------------------------------------
 
 

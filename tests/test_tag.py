@@ -12,6 +12,7 @@ import os
 import random
 import re
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -528,3 +529,168 @@ def test_interrupted_runs_resume_to_the_bytes_of_an_uninterrupted_run(tmp_path, 
     for name in ("tags.jsonl", "summary.parquet", "report.html"):
         assert (out / name).read_bytes() == (tmp_path / "whole" / name).read_bytes(), name
     assert list(big_job.parent.iterdir()) == [big_job]  # nothing left beside the input either
+
+
+# -- nothing clobbered, no single input takes the batch down, no model from anywhere (issue 11) ----
+
+
+def _one_line_error(done) -> str:
+    err = done.stderr.decode("utf-8")
+    assert done.returncode == 2 and "Traceback" not in err, err
+    assert len(err.strip().splitlines()) == 1, err
+    return err
+
+
+@pytest.mark.parametrize("case", ["input", "symlink", "fifo", "/dev/null", "/dev/stdout", "summary", "report"])
+def test_an_output_that_would_clobber_something_is_refused_before_any_work(tmp_path, model_file, case):
+    src = tmp_path / "in.jsonl"
+    src.write_text(json.dumps({"id": "1", "text": ARTICLE}, ensure_ascii=False) + "\n", encoding="utf-8")
+    target = tmp_path / "target.jsonl"
+    target.write_text("keep me\n", encoding="utf-8")
+    extra = []
+    if case == "input":
+        out = src
+    elif case == "symlink":
+        out = tmp_path / "link.jsonl"
+        out.symlink_to(target)
+    elif case == "fifo":
+        out = tmp_path / "fifo.jsonl"
+        os.mkfifo(out)
+    elif case.startswith("/dev/"):
+        out = case
+    else:
+        out = tmp_path / "same.jsonl"
+        extra = [f"--{case}", out]
+    before = src.read_bytes()
+    err = _one_line_error(tag([src, "--model", model_file, "-o", out, *extra]))
+    reason = {
+        "input": "is also an input",
+        "symlink": "is a symbolic link",
+        "fifo": "is not a regular file",
+        "/dev/null": "is not a regular file",
+        "/dev/stdout": "is a symbolic link",
+        "summary": "given to both -o and --summary",
+        "report": "given to both -o and --report",
+    }[case]
+    assert err.startswith("error: ") and reason in err
+    assert src.read_bytes() == before and target.read_text(encoding="utf-8") == "keep me\n"
+    assert os.path.islink("/dev/stdout") and not (tmp_path / "same.jsonl").exists()
+    if case == "fifo":
+        assert stat.S_ISFIFO(os.stat(out).st_mode)
+
+
+def test_a_model_url_is_refused_without_being_fetched(tmp_path):
+    import http.server
+    import threading
+
+    requests = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - the name http.server calls
+            requests.append(self.path)
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"not a model")
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        src = tmp_path / "a.txt"
+        src.write_text(ARTICLE, encoding="utf-8")
+        url = f"http://127.0.0.1:{server.server_port}/model.joblib"
+        err = _one_line_error(tag([src, "--model", url, "-o", tmp_path / "out.jsonl"]))
+    finally:
+        server.shutdown()
+    assert "models are loaded only from a local file or the configured MLflow store" in err
+    assert requests == [] and not (tmp_path / "out.jsonl").exists()
+
+
+def test_a_folder_with_a_fifo_a_linked_folder_and_odd_names_is_tagged_with_notes(tmp_path, model_file):
+    folder = tmp_path / "in"
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "x.txt").write_text(ARTICLE, encoding="utf-8")
+    folder.mkdir()
+    (folder / "a.txt").write_text(ARTICLE, encoding="utf-8")
+    (folder / "linked").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    os.mkfifo(folder / "x.txt")  # would block the run until killed
+    (folder / "b\nerror: forged.txt").write_text("", encoding="utf-8")  # empty: its message names it
+    with open(os.path.join(os.fsencode(folder), b"c\xff.txt"), "wb") as f:
+        f.write(ARTICLE.encode("utf-8"))
+    out = tmp_path / "out.jsonl"
+    done = tag([folder, "--model", model_file, "-o", out], timeout=120)
+    err = done.stderr.decode("utf-8")
+    assert done.returncode == 1 and "Traceback" not in err, err
+    lines = err.splitlines()
+    assert f"note: {folder / 'linked'}: a link to a folder, not followed" in lines
+    assert f"note: {folder / 'x.txt'}: a FIFO; skipped" in lines
+    assert f"error: {folder}/b\\x0aerror: forged.txt: is empty" in lines
+    assert "error: forged.txt: is empty" not in lines
+    assert any(line.startswith(f"error: {folder}/c\\xff.txt: the file name is not valid UTF-8") for line in lines)
+    assert {r["source_path"] for r in read_jsonl(out)} == {str(folder / "a.txt")}
+    assert lines[-1] == "tag: 2 of 3 inputs failed (messages above); all others were tagged"
+
+
+def test_a_disk_that_fills_during_the_write_is_one_message(tmp_path, corpus_lines, model_file):
+    import resource
+
+    src = tmp_path / "in.jsonl"
+    src.write_text("\n".join(corpus_lines) + "\n", encoding="utf-8")
+    out = tmp_path / "out" / "tags.jsonl"
+
+    def small_disk():  # writes past 64 kB fail with EFBIG, as a full disk fails with ENOSPC
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (64_000, 64_000))
+
+    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}
+    cmd = tag_cmd([src, "--model", model_file, "-o", out, "--jobs", "1"])
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, timeout=300, env=env, preexec_fn=small_disk)  # noqa: PLW1509
+    err = done.stderr.decode("utf-8")
+    assert done.returncode == 2 and "Traceback" not in err, err
+    assert "cannot be written (File too large)" in err
+    assert not out.exists() and not list(out.parent.glob("*.tmp"))
+
+
+def _children(pid: int) -> list[int]:
+    with open(f"/proc/{pid}/task/{pid}/children", encoding="ascii") as f:
+        return [int(c) for c in f.read().split()]
+
+
+@pytest.mark.slow
+def test_a_killed_worker_stops_the_run_with_a_message_and_the_checkpoint_resumes(tmp_path, big_job, model_file):
+    out = tmp_path / "tags.jsonl"
+    journal = tmp_path / ".tags.jsonl.tag-resume" / "journal.jsonl"
+    args = [big_job, "--model", model_file, "--jobs", "2", "-o", out]
+    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}
+    proc = subprocess.Popen(tag_cmd(args), cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _wait_for_units(journal, proc, 1)
+    os.kill(_children(proc.pid)[0], signal.SIGKILL)
+    err = proc.communicate(timeout=60)[1].decode("utf-8")  # it used to hang here for ever
+    assert proc.returncode == 2 and "Traceback" not in err, err
+    assert "error: a worker process died" in err and "--resume carries on" in err
+    assert not out.exists() and journal.is_file()
+    resumed = tag([*args, "--resume"])
+    assert resumed.returncode == 0 and "tag: resuming from" in resumed.stderr.decode(), resumed.stderr.decode()
+    assert len(read_jsonl(out)) == 72_000
+
+
+@pytest.mark.slow
+def test_workers_left_behind_by_a_killed_main_process_end_quietly(tmp_path, big_job, model_file):
+    journal = tmp_path / ".tags.jsonl.tag-resume" / "journal.jsonl"
+    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}
+    cmd = tag_cmd([big_job, "--model", model_file, "--jobs", "2", "-o", tmp_path / "tags.jsonl"])
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _wait_for_units(journal, proc, 1)
+    workers = _children(proc.pid)
+    proc.kill()
+    # The pipe closes only once every process holding it (the workers too) has ended.
+    err = proc.communicate(timeout=60)[1].decode("utf-8")
+    assert "Traceback" not in err and "BrokenPipe" not in err, err
+    assert workers and not any(os.path.exists(f"/proc/{w}/status") and _state(w) != "Z" for w in workers)
+
+
+def _state(pid: int) -> str:
+    with open(f"/proc/{pid}/status", encoding="ascii") as f:
+        return next(line.split()[1] for line in f if line.startswith("State:"))

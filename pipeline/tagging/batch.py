@@ -9,8 +9,7 @@ work done is kept for `--resume` when the run can be resumed (checkpoint.py).
 from __future__ import annotations
 
 import contextlib
-import itertools
-import os
+import math
 import signal
 import sys
 import threading
@@ -22,7 +21,7 @@ from pathlib import Path
 from pipeline.config import MODEL, load_params, section
 from pipeline.model import ModelError
 from pipeline.tagging.checkpoint import Checkpoint, job_of
-from pipeline.tagging.inputs import MAX_ARTICLE_MB, MB, expand, units
+from pipeline.tagging.inputs import MAX_ARTICLE_MB, MB, expand, printable, units
 from pipeline.tagging.outputs import (
     OutputError,
     PartFile,
@@ -30,8 +29,11 @@ from pipeline.tagging.outputs import (
     RecordWriter,
     encode,
     ensure_writable,
+    identity,
     output_format,
     paragraph_columns,
+    refuse_unsafe,
+    remove_stale_temps,
     summary_columns,
 )
 from pipeline.tagging.scoring import TagOptions
@@ -126,9 +128,9 @@ class Tally:
         return repeated
 
     def _say(self, kind: str, message: str) -> None:
-        """Print one message, unless MAX_MESSAGES have been printed already (they are counted either way)."""
+        """Print one message (escaped: a file name cannot forge a line), unless MAX_MESSAGES have been printed already."""
         if self.shown < MAX_MESSAGES:
-            print(f"{kind}: {message}", file=sys.stderr)
+            print(f"{kind}: {printable(message)}", file=sys.stderr)
         self.shown += 1
 
     def add(self, result) -> None:
@@ -179,22 +181,40 @@ def _progress(quiet: bool):
     )
 
 
-def _results(req: TagRequest, sources: list, options: TagOptions, skip: int = 0):
-    """Results of every unit of work in input order, the first `skip` units (done before an interruption) left out."""
+def _results(req: TagRequest, sources: list, options: TagOptions, checkpoint):
+    """Results of every unit of work in input order, the units done before an interruption checked and left out."""
     if req.engine == "spark":
         from pipeline.tagging.spark import run_spark
 
         return run_spark(sources, options, req.spark_master, sys.stdin.buffer)
     from pipeline.tagging.engines import default_jobs, run_local
 
-    todo = itertools.islice(units(sources, req.paragraphs, sys.stdin.buffer, options.max_bytes), skip, None)
+    todo = units(sources, req.paragraphs, sys.stdin.buffer, options.max_bytes)
+    if checkpoint is not None and checkpoint.units:
+        todo = checkpoint.skip_done(todo, options.max_bytes)
     return run_local(todo, options, req.jobs or default_jobs())
 
 
+def check_options(req: TagRequest) -> None:
+    """Refuse out-of-range numbers before any work (a usage error, one line)."""
+    if not (math.isfinite(req.max_article_mb) and req.max_article_mb > 0):
+        raise OutputError(f"--max-article-mb must be a number more than 0, not {req.max_article_mb:g}")
+    if not (0.0 <= req.min_confidence <= 1.0):  # NaN fails this too
+        raise OutputError(f"--min-confidence must be a probability from 0 to 1, not {req.min_confidence:g}")
+    if req.explain < 0:
+        raise OutputError(f"--explain must be 0 (off) or a number of n-grams, not {req.explain}")
+    if req.jobs is not None and req.jobs < 1:
+        raise OutputError(f"--jobs must be 1 or more, not {req.jobs}")
+
+
 def _check(req: TagRequest, sources: list) -> None:
-    """Refuse, before any work, options that cannot work together."""
-    if req.max_article_mb <= 0:
-        raise OutputError("--max-article-mb must be more than 0")
+    """Refuse, before any work, options that cannot work together and outputs that would clobber something."""
+    from pipeline.runs import check_model_source
+
+    check_options(req)
+    check_model_source(req.model)
+    inputs = [path for path, kind in sources if kind not in ("stdin", "badname")]
+    refuse_unsafe([("-o", req.output), ("--summary", req.summary), ("--report", req.report)], inputs)
     if not req.resume:
         return
     if not req.output:
@@ -211,7 +231,13 @@ def _checkpoint(req: TagRequest, sources: list, missing: list, options: TagOptio
     if not files:
         return None
     resumable = bool(req.output) and req.engine == "local" and all(kind != "stdin" for _, kind in sources)
-    job = job_of(req.paths, sources, missing, options, [req.output, req.summary, req.report]) if resumable else None
+    job = None
+    if resumable:
+        from pipeline.tagging.scoring import model_sha256
+
+        job = job_of(
+            req.paths, sources, missing, options, [req.output, req.summary, req.report], model_sha256(req.model)
+        )
     return Checkpoint.beside(files[0], job)
 
 
@@ -227,12 +253,12 @@ def run(req: TagRequest) -> int:
     """Tag every input; returns the exit code (0 all tagged, 1 some inputs failed, 128 + N stopped by signal N)."""
     start = time.perf_counter()
     params = load_params(req.params)
-    sources, missing, skipped = expand(req.paths)
+    sources, missing, skipped, notes = expand(req.paths)
     if not sources and not missing:
         raise OutputError("nothing to tag: no inputs given")
+    _check(req, sources)
     fmt = output_format(req.output, req.fmt)
     options = _options(req, fmt, params)
-    _check(req, sources)
     for path in (req.output, req.summary, req.report):
         if path:
             ensure_writable(path)
@@ -243,7 +269,11 @@ def run(req: TagRequest) -> int:
             checkpoint = _checkpoint(req, sources, missing, options)
             done = checkpoint.start(req.resume) if checkpoint else []
             state["started"] = True
-            _begin(req, tally, checkpoint, done, missing, skipped)
+            if checkpoint is not None and checkpoint.resumable:  # the lock is held: no other run writes these
+                for path in (req.output, req.summary, req.report):
+                    if path:
+                        remove_stale_temps(path)
+            _begin(req, tally, checkpoint, done, missing, skipped, notes)
             _tag(req, sources, options, tally, checkpoint, state)
         except BaseException as e:
             if not (isinstance(e, Interrupted) and _outputs_in_place(req, state)):
@@ -254,18 +284,9 @@ def run(req: TagRequest) -> int:
     return _finish(req, tally, time.perf_counter() - start)
 
 
-def _identity(path) -> tuple | None:
-    """(device, inode) of a file, None when there is none: tells whether a rename put a new file there."""
-    try:
-        st = os.stat(path)
-    except (OSError, TypeError):
-        return None
-    return st.st_dev, st.st_ino
-
-
 def _outputs_in_place(req: TagRequest, state: dict) -> bool:
     """Whether a signal came after the last output was renamed into place: the run is complete, nothing to undo."""
-    return "before" in state and bool(req.output) and _identity(req.output) != state["before"]
+    return "before" in state and bool(req.output) and identity(req.output) != state["before"]
 
 
 def _failed(error: BaseException, req: TagRequest, checkpoint, state: dict) -> int:
@@ -283,7 +304,7 @@ def _failed(error: BaseException, req: TagRequest, checkpoint, state: dict) -> i
     raise error
 
 
-def _begin(req: TagRequest, tally: Tally, checkpoint, done: list, missing: list, skipped: list) -> None:
+def _begin(req: TagRequest, tally: Tally, checkpoint, done: list, missing: list, skipped: list, notes: list) -> None:
     """Counts carried over from an interrupted run, or the messages for missing inputs; notes on skipped files."""
     if done:
         tally.restore(done)
@@ -296,7 +317,7 @@ def _begin(req: TagRequest, tally: Tally, checkpoint, done: list, missing: list,
             )
     else:
         for path in missing:
-            print(f"error: {path}: no such file or folder", file=sys.stderr)
+            print(f"error: {printable(path)}: no such file or folder", file=sys.stderr)
         tally.inputs = tally.failed = len(missing)
         if req.resume and checkpoint is not None and not checkpoint.found:
             print(f"note: nothing to resume at {checkpoint.folder}: starting from the beginning", file=sys.stderr)
@@ -308,9 +329,14 @@ def _begin(req: TagRequest, tally: Tally, checkpoint, done: list, missing: list,
         )
     if skipped:
         print(
-            f"note: {len(skipped)} files with other extensions skipped in the folders given, e.g. {skipped[0]}",
+            f"note: {len(skipped)} files with other extensions skipped in the folders given, "
+            f"e.g. {printable(skipped[0])}",
             file=sys.stderr,
         )
+    for note in notes[:MAX_MESSAGES]:
+        print(f"note: {note}", file=sys.stderr)
+    if len(notes) > MAX_MESSAGES:
+        print(f"note: ... {len(notes) - MAX_MESSAGES} more notes on skipped folders and files", file=sys.stderr)
 
 
 def _writer(stack: ExitStack, path, fmt: str, columns: list, checkpoint, name: str, sizes: dict):
@@ -347,7 +373,7 @@ def _tag(req: TagRequest, sources: list, options: TagOptions, tally: Tally, chec
             title = f"Topic tags: {', '.join(req.paths)[:200]}"
             report = ReportWriter(req.report, title, rows, sections, tally.articles, tally.on_topic)
         bar = stack.enter_context(_progress(req.quiet))
-        for result in _results(req, sources, options, checkpoint.units if checkpoint else 0):
+        for result in _results(req, sources, options, checkpoint):
             if result.fatal:
                 raise ModelError(result.fatal)
             tally.add(result)
@@ -362,18 +388,28 @@ def _tag(req: TagRequest, sources: list, options: TagOptions, tally: Tally, chec
                     parts["summary"] = summary.size()
                 if report is not None:
                     parts["rows"], parts["sections"] = report.sizes()
-                checkpoint.record(parts, tally.state(), result.path, result.ids)
+                checkpoint.record(parts, tally.state(), result.path, result.ids, result.digest)
             bar.update(result.n_paragraphs)
             elapsed = max(time.perf_counter() - start, 1e-9)
             bar.set_postfix_str(f"{tally.articles} articles, {tally.articles / elapsed:,.0f} articles/s", refresh=False)
-        # Every input is done: the files go in place, the records last, so their presence means a finished run.
-        state["before"] = _identity(req.output)
-        if report is not None:
-            report.finish()
-        if summary is not None:
-            summary.assemble(req.summary)
-        if req.output:
-            out.assemble(req.output)
+        # Every input is done: every file is built beside its place first (the parts stay, for --resume after a
+        # kill -9 here), then all go in place one right after the other, the records last: their presence
+        # means a finished run.
+        staged = []
+        try:
+            if report is not None:
+                staged.append(report.finish())
+            if summary is not None:
+                staged.append(summary.stage(req.summary))
+            if req.output:
+                staged.append(out.stage(req.output))
+            state["before"] = identity(req.output)
+            for file in staged:
+                file.commit()
+        except BaseException:
+            for file in staged:
+                file.discard()
+            raise
 
 
 def _stopped(signum: int, to_stdout: bool, kept) -> None:

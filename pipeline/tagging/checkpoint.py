@@ -7,10 +7,12 @@ and no temporary file behind it: only this folder, and only when the run can be 
 A run can be resumed when it writes its records to a file (-o), with the local engine, and does
 not read standard input. Its folder, `.NAME.tag-resume` beside the output, holds the part files
 and `journal.jsonl`: first the job (inputs with their sizes and modification times, options,
-outputs), then one line per unit of work done, in input order, with the size of every part file,
-the counts so far and the ids of the unit's records. `--resume` checks that the job is the same,
-cuts every part back to the sizes of the last complete line, skips that many units and carries
-on, so the finished files are the bytes an uninterrupted run writes. While a run holds the
+the model file's sha256, outputs), then one line per unit of work done, in input order, with the
+size of every part file, the counts so far, the ids of the unit's records and a hash of the bytes
+it read. `--resume` checks that the job is the same, cuts every part back to the sizes of the
+last complete line, reads the units done again to check their hashes (an edit that kept the size
+and the modification time is caught), skips them and carries on, so the finished files are the
+bytes an uninterrupted run writes. While a run holds the
 folder it is locked, so a second run writing the same output stops with a message.
 """
 
@@ -21,13 +23,15 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from pipeline.tagging.inputs import Unit, printable, unit_digest
 from pipeline.tagging.outputs import OutputError
 
 JOURNAL = "journal.jsonl"
 RESUME_SUFFIX = ".tag-resume"
-VERSION = 1
+VERSION = 2
 
 
 def _stamp(path: str) -> list[int] | None:
@@ -39,15 +43,15 @@ def _stamp(path: str) -> list[int] | None:
     return [st.st_size, st.st_mtime_ns]
 
 
-def job_of(paths: list[str], sources: list, missing: list[str], options, outputs: list) -> dict:
-    """What a resumed run must share with the interrupted one: inputs as found, options, model file, outputs."""
+def job_of(paths: list[str], sources: list, missing: list[str], options, outputs: list, model_sha: str | None) -> dict:
+    """What a resumed run must share with the interrupted one: inputs as found, options, the model's sha256, outputs."""
     job = {
         "version": VERSION,
         "paths": paths,
         "inputs": [[path, kind, _stamp(path)] for path, kind in sources],
         "missing": missing,
         "options": dataclasses.asdict(options),
-        "model": _stamp(options.model),
+        "model": [_stamp(options.model), model_sha],
         "outputs": outputs,
     }
     return json.loads(json.dumps(job))  # tuples as lists, as they come back from the journal
@@ -88,6 +92,7 @@ class Checkpoint:
         self.sizes: dict = {}  # part sizes after the last unit recorded by the interrupted run, to cut back to
         self.dropped = 0  # units of an older interrupted run that a fresh start threw away
         self.found = False  # whether --resume found a checkpoint to carry on from
+        self.digests: list[str] = []  # the content hash of each unit the interrupted run did
         self._journal: int | None = None
         self._lock: int | None = None
 
@@ -146,6 +151,7 @@ class Checkpoint:
             self.units = entries[-1]["units"] if entries else 0
             self.last = entries[-1]["tally"] if entries else {}
             self.sizes = entries[-1]["sizes"] if entries else {}
+            self.digests = [e.get("digest", "") for e in entries]
             with open(path, "r+b") as f:
                 f.truncate(end)  # drop a line cut short, so the next one starts on its own line
             self._journal = os.open(path, os.O_WRONLY | os.O_APPEND)
@@ -159,15 +165,31 @@ class Checkpoint:
 
     def _write(self, value: dict) -> None:
         # One write() per line: a signal cannot split it; a kill -9 can, and the reader skips that line.
-        os.write(self._journal, (json.dumps(value, ensure_ascii=False) + "\n").encode("utf-8"))
+        try:
+            os.write(self._journal, (json.dumps(value, ensure_ascii=False) + "\n").encode("utf-8"))
+        except OSError as e:  # a full disk
+            raise OutputError(f"{self.folder / JOURNAL}: cannot be written ({e.strerror or e})") from None
 
-    def record(self, sizes: dict, tally: dict, path: str, ids: list) -> None:
-        """One more unit done: the part sizes after it, the counts so far, and its records' ids."""
+    def record(self, sizes: dict, tally: dict, path: str, ids: list, digest: str = "") -> None:
+        """One more unit done: the part sizes after it, the counts so far, its records' ids and the hash of what it read."""
         if self._journal is None:
             return
         self.units += 1
         self.last = tally
-        self._write({"units": self.units, "sizes": sizes, "tally": tally, "path": path, "ids": ids})
+        self._write({"units": self.units, "sizes": sizes, "tally": tally, "path": path, "ids": ids, "digest": digest})
+
+    def skip_done(self, units: Iterable[Unit], max_bytes: int) -> Iterator[Unit]:
+        """The units after those already done, each done one checked first against the hash the interrupted run recorded."""
+        units = iter(units)
+        for expected in self.digests:
+            unit = next(units, None)
+            if unit is None or unit_digest(unit, max_bytes) != expected:
+                where = printable(unit.path) if unit is not None else "an input"
+                raise OutputError(
+                    f"{where}: changed since the interrupted run (its content differs from what was tagged): "
+                    "run without --resume to start over"
+                )
+        yield from units
 
     def close(self, keep: bool) -> bool:
         """End the run's use of the folder: kept (for --resume) or removed. Returns whether it was kept."""

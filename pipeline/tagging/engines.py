@@ -2,22 +2,33 @@
 
 Each worker loads the model once (pool initializer). At most a few units per worker are in
 flight, so memory stays bounded however large the input; results come back in the order the
-units were read, so the output does not depend on timing.
+units were read, so the output does not depend on timing. A worker that dies (killed, out of
+memory) stops the run at once with a message (concurrent.futures notices the lost process), and
+workers whose main process was killed end quietly (a parent-death signal).
 """
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import signal
 from collections import deque
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 
 from pipeline.tagging.inputs import Unit
 from pipeline.tagging.scoring import Scorer, TagOptions, UnitResult, load_for_tagging, process
 
 IN_FLIGHT_PER_WORKER = 3
+WATCH_SECONDS = 0.5  # how often a wait for a result checks that every worker is alive
 _WORKER: dict = {}
+_PR_SET_PDEATHSIG = 1  # prctl option (linux/prctl.h)
+
+
+class EngineError(Exception):
+    """The engine cannot go on (a worker process died); the message says what happened."""
 
 
 def default_jobs() -> int:
@@ -38,14 +49,27 @@ def _init_worker(options: TagOptions) -> None:
         _WORKER["fatal"] = str(e) or type(e).__name__
 
 
-def _init_pool_worker(options: TagOptions) -> None:
+def _end_with_parent(parent: int) -> None:
+    """Have the kernel send this worker SIGTERM when its main process dies (Linux), so no orphan writes to a closed pipe."""
+    with contextlib.suppress(OSError, AttributeError):
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent:  # the main process died before the signal was asked for
+        os._exit(0)
+
+
+def _init_pool_worker(options: TagOptions, parent: int) -> None:
     """Initializer of a pool worker: the main process alone answers Ctrl-C and SIGTERM, then ends the workers."""
     # A terminal's Ctrl-C (or hang-up) reaches every process of the group; a worker would die with a traceback.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if hasattr(signal, "SIGHUP"):
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    # Forked workers inherit the main process's SIGTERM handler; pool.terminate() must simply end them.
+    # Forked workers inherit the main process's SIGTERM handler; ending a worker must simply end it.
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    # An orphan's writes to its closed result pipe would print BrokenPipe tracebacks: it ends instead.
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    _end_with_parent(parent)
     _init_worker(options)
 
 
@@ -61,6 +85,51 @@ def _context():
     return multiprocessing.get_context("fork" if "fork" in methods else None)
 
 
+def _dead_worker(pool: ProcessPoolExecutor) -> bool:
+    """Whether a worker process of the pool has ended (workers only end when the pool is shut)."""
+    return any(proc.exitcode is not None for proc in (getattr(pool, "_processes", None) or {}).values())
+
+
+def _result(future: Future, pool: ProcessPoolExecutor) -> UnitResult:
+    """A unit's result; EngineError as soon as a worker has died (checked every WATCH_SECONDS while waiting)."""
+    while True:
+        try:
+            return future.result(timeout=WATCH_SECONDS)
+        except TimeoutError:
+            # A worker killed while sending a result leaves the pool waiting for the rest of that
+            # message for ever, without marking it broken: the watch here does not depend on it.
+            if not _dead_worker(pool):
+                continue
+        except BrokenProcessPool:
+            pass
+        raise EngineError(
+            "a worker process died (killed, or out of memory?): the run is stopped; "
+            "the inputs done so far are kept when the output is a file"
+        )
+
+
+def _stop(pool: ProcessPoolExecutor, finished: bool) -> None:
+    """Shut the pool: wait for idle workers after a finished run, else end them now (a signal, an error, a dead worker)."""
+    if finished:
+        pool.shutdown(wait=True)
+        return
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    for proc in processes:
+        with contextlib.suppress(OSError, ValueError):
+            proc.terminate()
+    for proc in processes:
+        with contextlib.suppress(OSError, ValueError, AssertionError):
+            proc.join(5)
+            if proc.is_alive():
+                proc.kill()
+                proc.join(5)
+    # The pool's thread may be reading half a message from a killed worker: with every worker gone,
+    # closing this process's end of the result pipe ends that read, so the pool (and exit) can finish.
+    with contextlib.suppress(AttributeError, OSError):
+        pool._result_queue._writer.close()
+    pool.shutdown(wait=False, cancel_futures=True)
+
+
 def run_local(units: Iterable[Unit], options: TagOptions, jobs: int) -> Iterator[UnitResult]:
     """Tag every unit with `jobs` worker processes (in this process when jobs is 1); results in input order."""
     if jobs <= 1:
@@ -68,16 +137,18 @@ def run_local(units: Iterable[Unit], options: TagOptions, jobs: int) -> Iterator
         for unit in units:
             yield _run_unit(unit)
         return
-    pool = _context().Pool(jobs, initializer=_init_pool_worker, initargs=(options,))
+    pool = ProcessPoolExecutor(
+        jobs, mp_context=_context(), initializer=_init_pool_worker, initargs=(options, os.getpid())
+    )
+    finished = False
     try:
         pending: deque = deque()
         for unit in units:
-            pending.append(pool.apply_async(_run_unit, (unit,)))
+            pending.append(pool.submit(_run_unit, unit))
             if len(pending) >= jobs * IN_FLIGHT_PER_WORKER:
-                yield pending.popleft().get()
+                yield _result(pending.popleft(), pool)
         while pending:
-            yield pending.popleft().get()
-        pool.close()
+            yield _result(pending.popleft(), pool)
+        finished = True
     finally:
-        pool.terminate()
-        pool.join()
+        _stop(pool, finished)

@@ -13,10 +13,12 @@ import codecs
 import contextlib
 import functools
 import gzip
+import hashlib
 import io
 import json
 import os
 import re
+import stat
 import unicodedata
 import zlib
 from collections.abc import Iterator
@@ -48,6 +50,18 @@ _ASCII_LETTER = re.compile("[A-Za-z]")
 _EDGE_PUNCTUATION = "\"'()[]{}<>.,;:!?-–—“”‘’«»…•·*/\\|%°€£$#@&+=_~"
 # Legacy-font text read through a code page has a letter or sign foreign to Vietnamese in most words.
 POOR_VIETNAMESE_SHARE = 0.4
+# Not Vietnamese: under half of the letters Latin (another script), or under 5% of the Latin letters with a
+# Vietnamese diacritic (English, French...). Vietnamese news has 28% (median; 19.6% at the 1st percentile of the
+# 24,082 corpus articles, 5 of which are flagged: forum posts typed without diacritics). Judged from 40 letters.
+MIN_LATIN_SHARE = 0.5
+MIN_MARKED_SHARE = 0.05
+MIN_LETTERS_TO_JUDGE = 40
+# Files up to this size are read and tagged together, SMALL_FILES at a time: one model call per group
+# instead of one per file (scikit-learn's input checks cost ~20 ms a call, more than a short article).
+SMALL_FILE_BYTES = 256 * 1024
+SMALL_FILES = 100
+_BINARY_CONTROL = re.compile("[\x00-\x08\x0e-\x1f]")  # control characters other than white space
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
 
 
 class InputError(Exception):
@@ -56,7 +70,10 @@ class InputError(Exception):
 
 @dataclass
 class Unit:
-    """One piece of work: `kind` is text | html (a file, or `data` read from standard input), jsonl, rows or error."""
+    """One piece of work: `kind` is text | html (a file, or `data` read from standard input), files, jsonl, rows or error.
+
+    `files` is a group of small text and HTML files, `data` their (path, kind) pairs.
+    """
 
     kind: str
     path: str
@@ -80,6 +97,7 @@ class Parsed:
     errors: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     n_inputs: int = 0  # files and records tried, failed or not
+    digest: str = ""  # a hash of what was read (unit_digest)
 
     def add(self, article: Article, where: str, encoding: str = "utf-8") -> None:
         """Keep one article, with a warning when its text reads like a legacy font encoding."""
@@ -90,6 +108,12 @@ class Parsed:
                 f"{where}: reads poorly as Vietnamese (read as {encoding}, most words have letters or signs foreign "
                 "to it): a legacy font encoding such as TCVN3 or VNI? Tagged as read; convert it to Unicode first"
             )
+        elif why := not_vietnamese(article.text):
+            self.warnings.append(
+                f"{where}: does not read as Vietnamese ({why}: another language, or Vietnamese typed without "
+                "diacritics); the model knows Vietnamese only: "
+                "tagged, and flagged not_vietnamese in the summary"
+            )
 
 
 def kind_of(path: str) -> str:
@@ -99,30 +123,78 @@ def kind_of(path: str) -> str:
     return ARTICLE_KINDS.get(suffix) or RECORD_KINDS.get(suffix) or ""
 
 
-def expand(paths: list[str]) -> tuple[list[tuple[str, str]], list[str], list[str]]:
-    """(path, kind) for every input, folders walked recursively in name order; also missing paths and skipped files.
+def printable(text: str) -> str:
+    """`text` safe to print on one line: control characters, line separators and undecodable bytes escaped."""
+
+    def escape(m: re.Match) -> str:
+        c = ord(m.group())
+        return f"\\x{c - 0xDC00:02x}" if 0xDC80 <= c <= 0xDCFF else f"\\x{c:02x}" if c < 0x100 else f"\\u{c:04x}"
+
+    return _UNPRINTABLE.sub(escape, str(text))
+
+
+def _utf8_name(path: str) -> bool:
+    """Whether a path (as the OS gave it, undecodable bytes as surrogates) is valid UTF-8 text."""
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def expand(paths: list[str]) -> tuple[list[tuple[str, str]], list[str], list[str], list[str]]:
+    """(path, kind) for every input, folders walked recursively in name order; missing paths, skipped files, notes.
 
     A file named on the command line with an unknown extension is read as text; inside a
-    folder, only files with a known extension are taken (the others are listed as skipped).
+    folder, only regular files with a known extension are taken (the others are listed as
+    skipped); links to folders are not followed, and unreadable folders, FIFOs, devices and
+    sockets are left out with a note each. A path that is not valid UTF-8 becomes an input that
+    fails with a message (its records could not be written).
     """
-    found, missing, skipped = [], [], []
+    found, missing, skipped, notes = [], [], [], []
+
+    def unreadable(e: OSError) -> None:
+        notes.append(f"{printable(e.filename)}: folder cannot be read ({e.strerror}); skipped")
+
     for p in paths:
         if p == STDIN:
             found.append((STDIN, "stdin"))
         elif os.path.isdir(p):
-            for root, dirs, files in os.walk(p):
-                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+            for root, dirs, files in os.walk(p, onerror=unreadable):
+                linked = sorted(d for d in dirs if os.path.islink(os.path.join(root, d)))
+                notes += [f"{printable(os.path.join(root, d))}: a link to a folder, not followed" for d in linked]
+                dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in linked)
                 for name in sorted(files):
                     full = os.path.join(root, name)
                     if name.startswith("."):
                         continue
                     kind = kind_of(name)
-                    (found.append((full, kind)) if kind else skipped.append(full))
+                    if not kind:
+                        skipped.append(full)
+                    elif not _utf8_name(full):
+                        found.append((printable(full), "badname"))
+                    elif (why := _not_regular(full)) is not None:
+                        notes.append(f"{printable(full)}: {why}; skipped")
+                    else:
+                        found.append((full, kind))
+        elif not _utf8_name(p):
+            found.append((printable(p), "badname"))
         elif os.path.exists(p):
             found.append((p, kind_of(p) or "text"))
         else:
             missing.append(p)
-    return found, missing, skipped
+    return found, missing, skipped, notes
+
+
+def _not_regular(path: str) -> str | None:
+    """Why a file in a folder is not read (a FIFO would block the run, a device never end), or None for a regular file."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None  # a broken link: reading it gives the message
+    if stat.S_ISREG(mode):
+        return None
+    return "a FIFO" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "not a regular file (a device?)"
 
 
 @functools.cache
@@ -142,6 +214,41 @@ def vietnamese_score(text: str) -> float:
         return 0.0
     known = _vietnamese_letters()
     return sum(c in known for c in letters) / len(letters)
+
+
+@functools.cache
+def _marked_letters() -> frozenset[str]:
+    """The Vietnamese letters that carry a diacritic (a tone, a breve, a circumflex, a horn, or đ)."""
+    return frozenset(c for c in _vietnamese_letters() if not c.isascii())
+
+
+@functools.cache
+def _letter_patterns() -> tuple[re.Pattern, re.Pattern, re.Pattern]:
+    """Regexes of runs of letters, of Latin letters and of Vietnamese letters with a diacritic (counted by run length)."""
+    marked = "".join(sorted(_marked_letters()))
+    return re.compile(r"[^\W\d_]+"), re.compile("[A-Za-z\u00c0-\u024f\u1e00-\u1eff]+"), re.compile(f"[{marked}]+")
+
+
+@functools.lru_cache(maxsize=1024)  # asked twice per article: for the warning and for the summary's flag
+def not_vietnamese(text: str) -> str:
+    """Why `text` is not Vietnamese (another script, or Latin letters without Vietnamese diacritics), else ''.
+
+    The rule: of the letters in the first 20,000 characters (NFC), fewer than MIN_LATIN_SHARE are
+    Latin, or fewer than MIN_MARKED_SHARE of the Latin ones carry a Vietnamese diacritic. Texts
+    with fewer than MIN_LETTERS_TO_JUDGE letters are not judged.
+    """
+    sample = unicodedata.normalize("NFC", text[:20000])
+    letter, latin_letter, marked_letter = _letter_patterns()
+    letters = sum(map(len, letter.findall(sample)))
+    if letters < MIN_LETTERS_TO_JUDGE:
+        return ""
+    latin = sum(map(len, latin_letter.findall(sample)))
+    if latin < MIN_LATIN_SHARE * letters:
+        return f"{latin / letters:.0%} of its letters are Latin"
+    share = sum(map(len, marked_letter.findall(sample))) / latin
+    if share < MIN_MARKED_SHARE:
+        return f"{share:.1%} of its letters carry Vietnamese diacritics"
+    return ""
 
 
 @functools.cache
@@ -173,8 +280,7 @@ def _looks_binary(text: str) -> bool:
     A few stray control characters in real text are dropped by normalize(), so they do not reject the file.
     """
     sample = text[:20000]
-    controls = sum(1 for c in sample if ord(c) < 32 and c not in "\t\n\r\f\v")
-    return controls > len(sample) / 100
+    return len(_BINARY_CONTROL.findall(sample)) > len(sample) / 100
 
 
 def _utf16_without_bom(data: bytes) -> str | None:
@@ -215,7 +321,8 @@ def _decode(data: bytes, declared: str | None) -> tuple[str, str]:
         return text, "utf-16"
     candidates = []
     if declared:
-        with contextlib.suppress(LookupError, UnicodeDecodeError):
+        # A page may declare anything: `undefined` is a codec that always raises, `hex` is not a text encoding.
+        with contextlib.suppress(LookupError, UnicodeError, ValueError):
             candidates.append((data.decode(declared), declared))
     if not candidates:
         from charset_normalizer import from_bytes  # slow import, only for files that are not UTF-8
@@ -363,24 +470,83 @@ def _parse_line(line, where: str, max_bytes: int):
         raise InputError(f"{where}: not UTF-8 (JSON lines must be UTF-8)") from None
     except json.JSONDecodeError as e:
         raise InputError(f"{where}: malformed JSON ({e.msg.removesuffix(' at')} at column {e.colno})") from None
+    except ValueError as e:  # an integer of more digits than Python converts (sys.get_int_max_str_digits)
+        raise InputError(f"{where}: malformed JSON ({e})") from None
     except RecursionError:  # [[[[...]]]] nested deeper than Python's stack
         raise InputError(f"{where}: malformed JSON (nested too deeply)") from None
 
 
+def _file_data(path: str, kind: str, data, max_bytes: int) -> bytes | InputError:
+    """The bytes of one text or HTML input (read now unless given), or the InputError that reading it gave."""
+    if data is not None:
+        return data
+    try:
+        return read_bytes(path, max_bytes)
+    except InputError as e:
+        return e
+
+
+def _feed(h, path: str, data: bytes | InputError) -> None:
+    """Add one file's path and bytes (or read error) to a content digest."""
+    h.update(path.encode("utf-8", "backslashreplace") + b"\0")
+    h.update(data if isinstance(data, bytes) else f"error: {data}".encode("utf-8", "backslashreplace"))
+    h.update(b"\0")
+
+
+def _feed_records(h, unit: Unit) -> None:
+    """Add the lines or rows of a record unit (or an error unit's message) to a content digest."""
+    if unit.kind == "jsonl":
+        for line in unit.data:
+            h.update(repr(line).encode() if isinstance(line, Oversized | str) else line)
+            h.update(b"\n")
+    else:
+        h.update(repr(unit.data).encode("utf-8", "backslashreplace"))
+
+
+def _files(unit: Unit) -> list[tuple[str, str]]:
+    """The (path, kind) files of a text, html or files unit."""
+    return list(unit.data) if unit.kind == "files" else [(unit.path, unit.kind)]
+
+
+def unit_digest(unit: Unit, max_bytes: int = int(MAX_ARTICLE_MB * MB)) -> str:
+    """A hash of everything a unit reads: `--resume` compares it with the interrupted run's (parse_unit computes the same)."""
+    h = hashlib.blake2b(digest_size=16)
+    if unit.kind in ("text", "html", "files"):
+        data = unit.data if unit.kind != "files" else None
+        for path, kind in _files(unit):
+            _feed(h, path, _file_data(path, kind, data, max_bytes))
+    else:
+        _feed_records(h, unit)
+    return h.hexdigest()
+
+
+def _parse_file(out: Parsed, path: str, kind: str, data: bytes | InputError) -> None:
+    """One text file or web page into `out`: its article, or the message saying why it failed."""
+    out.n_inputs += 1
+    try:
+        if isinstance(data, InputError):
+            raise data
+        article, encoding = decode_article(data, path, kind)
+        out.add(article, path, encoding)
+    except InputError as e:
+        out.errors.append(f"{path}: {e}")
+
+
 def parse_unit(unit: Unit, paragraphs_mode: bool, max_bytes: int = int(MAX_ARTICLE_MB * MB)) -> Parsed:
-    """Read and parse one unit (in a worker): its articles, and one message per input that failed or looks wrong."""
+    """Read and parse one unit (in a worker): its articles, one message per input that failed or looks wrong, its digest."""
     out = Parsed()
+    h = hashlib.blake2b(digest_size=16)
     if unit.kind == "error":
         out.n_inputs = 1
         out.errors.append(str(unit.data))
-    elif unit.kind in ("text", "html"):
-        out.n_inputs = 1
-        try:
-            data = unit.data if unit.data is not None else read_bytes(unit.path, max_bytes)
-            article, encoding = decode_article(data, unit.path, unit.kind)
-            out.add(article, unit.path, encoding)
-        except InputError as e:
-            out.errors.append(f"{unit.path}: {e}")
+    elif unit.kind in ("text", "html", "files"):
+        data = unit.data if unit.kind != "files" else None
+        for path, kind in _files(unit):
+            read = _file_data(path, kind, data, max_bytes)
+            _feed(h, path, read)
+            _parse_file(out, path, kind, read)
+        out.digest = h.hexdigest()
+        return out
     elif unit.kind == "jsonl":
         for i, line in enumerate(unit.data):
             where = f"{unit.path}:{unit.first + i}"
@@ -400,6 +566,8 @@ def parse_unit(unit: Unit, paragraphs_mode: bool, max_bytes: int = int(MAX_ARTIC
                 out.add(record_article(rec, unit.path, where, paragraphs_mode, max_bytes), where)
             except InputError as e:
                 out.errors.append(str(e))
+    _feed_records(h, unit)
+    out.digest = h.hexdigest()
     return out
 
 
@@ -500,15 +668,37 @@ def stdin_units(stream, paragraphs_mode: bool, max_bytes: int = int(MAX_ARTICLE_
 def units(
     sources: list[tuple[str, str]], paragraphs_mode: bool, stdin=None, max_bytes: int = int(MAX_ARTICLE_MB * MB)
 ) -> Iterator[Unit]:
-    """Every unit of work for the inputs, in input order."""
+    """Every unit of work for the inputs, in input order; runs of small text and HTML files are grouped (SMALL_FILES)."""
+    group: list[tuple[str, str]] = []
     for path, kind in sources:
+        if kind in ("text", "html") and not paragraphs_mode and _small(path):
+            group.append((path, kind))
+            if len(group) < SMALL_FILES:
+                continue
+        if group:
+            yield Unit("files", group[0][0], group)
+            group = []
+        if kind in ("text", "html") and not paragraphs_mode and _small(path):
+            continue  # the file that filled the group is in it
         if kind == "stdin":
             yield from stdin_units(stdin, paragraphs_mode, max_bytes)
         elif kind == "jsonl":
             yield from jsonl_units(path, max_bytes=max_bytes)
         elif kind == "parquet":
             yield from parquet_units(path)
+        elif kind == "badname":
+            yield Unit("error", path, f"{path}: the file name is not valid UTF-8 (shown escaped); rename it to tag it")
         elif paragraphs_mode:
             yield Unit("error", path, f"{path}: --paragraphs takes JSONL or Parquet records, not a {kind} file")
         else:
             yield Unit(kind, path)
+    if group:
+        yield Unit("files", group[0][0], group)
+
+
+def _small(path: str) -> bool:
+    """Whether a file is small enough to be read and tagged with others (an unreadable one is too: it fails alone there)."""
+    try:
+        return os.stat(path).st_size <= SMALL_FILE_BYTES
+    except OSError:
+        return True

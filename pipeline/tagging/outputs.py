@@ -17,8 +17,10 @@ import csv
 import gzip
 import io
 import json
+import math
 import os
 import shutil
+import stat
 import struct
 import sys
 import tempfile
@@ -27,6 +29,7 @@ from json.encoder import encode_basestring as _quote
 from pathlib import Path
 
 from pipeline.config import LABELS
+from pipeline.tagging.inputs import printable
 from pipeline.tagging.records import UNCERTAIN
 
 FORMATS = ("jsonl", "csv", "parquet")
@@ -65,12 +68,32 @@ def summary_columns() -> list[str]:
         "on_topic_paragraphs",
         "on_topic_share",
         "on_topic",
+        "not_vietnamese",
         "fields",
     ]
 
 
+def _finite(value):
+    """`value` with NaN and infinities (which JSON has no words for) as None, inside lists and objects too."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
+def dumps(value) -> str:
+    """Valid JSON text for a record: NaN and infinities in carried fields are written as null, not `NaN`."""
+    try:
+        return json.dumps(value, ensure_ascii=False, default=str, allow_nan=False)
+    except ValueError:
+        return json.dumps(_finite(value), ensure_ascii=False, default=str)
+
+
 def _json_or_none(value) -> str | None:
-    return json.dumps(value, ensure_ascii=False, default=str) if value else None
+    return dumps(value) if value else None
 
 
 def flat_row(rec: dict) -> dict:
@@ -95,6 +118,7 @@ def arrow_schema(columns: list[str]):
         "paragraphs": pa.int64(),
         "on_topic_paragraphs": pa.int64(),
         "on_topic": pa.bool_(),
+        "not_vietnamese": pa.bool_(),
         "probability": pa.float64(),
         "on_topic_share": pa.float64(),
     }
@@ -122,9 +146,9 @@ _PLAIN_KEYS = (
 
 
 def json_line(rec: dict) -> str:
-    """`json.dumps(rec, ensure_ascii=False)`, written out directly for the usual paragraph record (a third of the time)."""
+    """`dumps(rec)`, written out directly for the usual paragraph record (a third of the time)."""
     if tuple(rec) not in _PLAIN_KEYS or tuple(rec["probabilities"]) != LABELS:
-        return json.dumps(rec, ensure_ascii=False, default=str)
+        return dumps(rec)
     probs = ", ".join(f'"{lab}": {p!r}' for lab, p in rec["probabilities"].items())
     text = f'"text": {_quote(rec["text"])}, ' if "text" in rec else ""
     return (
@@ -148,26 +172,122 @@ def encode(records: list[dict], fmt: str, columns: list[str]):
     return {c: [r.get(c) for r in rows] for c in columns}
 
 
+class Staged:
+    """A new file built beside `path` (a temporary file) that becomes `path` on `commit()`, or disappears on `discard()`.
+
+    Every file a command writes goes through here (`atomic_open`): readers never see half a file,
+    and several outputs can be built first and then put in place one right after the other.
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
+            # mkstemp makes the file private (0600); the output gets the permissions a plain open() would give.
+            mask = os.umask(0)
+            os.umask(mask)
+            os.fchmod(fd, 0o666 & ~mask)
+        except OSError as e:
+            raise OutputError(f"{self.path}: cannot be written ({e.strerror or e})") from None
+        self.tmp = Path(tmp)
+        self.file = os.fdopen(fd, "wb")
+
+    def link_from(self, source: Path) -> bool:
+        """Make the temporary file a hard link to `source` (no copy; `source` stays); False when the file system cannot."""
+        self.file.close()
+        try:
+            self.tmp.unlink()
+            os.link(source, self.tmp)
+        except OSError:
+            self.file = open(self.tmp, "wb")  # noqa: SIM115 - closed by commit() or discard()
+            return False
+        return True
+
+    def commit(self) -> None:
+        """Put the file in place (its last bytes are written first: a full disk fails here, with the old file intact)."""
+        try:
+            self.file.close()
+            os.replace(self.tmp, self.path)
+        except OSError as e:
+            self.discard()
+            raise OutputError(f"{self.path}: cannot be written ({e.strerror or e})") from None
+
+    def discard(self) -> None:
+        """Remove the temporary file (nothing happens once committed)."""
+        with contextlib.suppress(OSError):
+            self.file.close()
+        self.tmp.unlink(missing_ok=True)
+
+
 @contextlib.contextmanager
 def atomic_open(path: str | Path) -> Iterator:
-    """A binary file that appears at `path` only when the block ends without an exception (temp file + os.replace)."""
-    path = Path(path)
+    """A binary file that appears at `path` only when the block ends without an exception (Staged)."""
+    staged = Staged(path)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        # mkstemp makes the file private (0600); the output gets the permissions a plain open() would give.
-        mask = os.umask(0)
-        os.umask(mask)
-        os.fchmod(fd, 0o666 & ~mask)
+        yield staged.file
     except OSError as e:
-        raise OutputError(f"{path}: cannot be written ({e.strerror or e})") from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            yield f
-        os.replace(tmp, path)
+        staged.discard()
+        raise OutputError(f"{staged.path}: cannot be written ({e.strerror or e})") from None
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        staged.discard()
         raise
+    staged.commit()
+
+
+def remove_stale_temps(path: str | Path) -> None:
+    """Remove the temporary files a killed run left beside an output (only called while the run's lock is held)."""
+    path = Path(path)
+    for tmp in path.parent.glob(f".{glob_escape(path.name)}.*.tmp"):
+        tmp.unlink(missing_ok=True)
+
+
+def glob_escape(name: str) -> str:
+    """`name` with the glob characters * ? [ taken literally."""
+    import glob
+
+    return glob.escape(name)
+
+
+def identity(path) -> tuple | None:
+    """(device, inode) of a file, None when there is none."""
+    try:
+        st = os.stat(path)
+    except (OSError, TypeError, ValueError):
+        return None
+    return st.st_dev, st.st_ino
+
+
+def refuse_unsafe(outputs: list[tuple[str, str | None]], inputs: list[str]) -> None:
+    """OutputError before any work when an output is an input, a link, a FIFO or device, or another output's file.
+
+    `outputs` are (option, path) pairs such as ("-o", "tags.jsonl"). An existing output is only
+    ever replaced by a new regular file, so a link, FIFO or device would be lost, not written to.
+    """
+    read = {identity(p) for p in inputs} - {None}
+    seen: dict[str, str] = {}
+    for option, path in outputs:
+        if not path:
+            continue
+        shown = printable(path)
+        if os.path.islink(path):
+            raise OutputError(f"{shown} ({option}): is a symbolic link; name the file itself")
+        try:
+            mode = os.stat(path).st_mode
+        except FileNotFoundError:
+            mode = None
+        except OSError as e:
+            raise OutputError(f"{shown} ({option}): cannot be written ({e.strerror or e})") from None
+        if mode is not None and stat.S_ISDIR(mode):
+            raise OutputError(f"{shown} ({option}): is a folder, not a file")
+        if mode is not None and not stat.S_ISREG(mode):
+            raise OutputError(f"{shown} ({option}): is not a regular file (a device, FIFO or socket); name a file")
+        if mode is not None and identity(path) in read:
+            raise OutputError(f"{shown} ({option}): is also an input; the run would overwrite what it reads")
+        real = os.path.realpath(path)
+        if real in seen:
+            raise OutputError(f"{shown}: given to both {seen[real]} and {option}; name a file for each")
+        seen[real] = option
 
 
 def ensure_writable(path: str | Path) -> None:
@@ -205,16 +325,25 @@ class PartFile:
 
     def write(self, data: bytes) -> None:
         """Append bytes."""
-        self._f.write(data)
+        try:
+            self._f.write(data)
+        except OSError as e:  # a full disk
+            raise OutputError(f"{self.path}: cannot be written ({e.strerror or e})") from None
 
     def size(self) -> int:
         """Bytes written so far, all of them handed to the system (so a checkpoint never counts bytes still in memory)."""
-        self._f.flush()
+        try:
+            self._f.flush()
+        except OSError as e:
+            raise OutputError(f"{self.path}: cannot be written ({e.strerror or e})") from None
         return self._f.tell()
 
     def close(self) -> None:
         """Close the file (it stays on disk)."""
-        self._f.close()
+        try:
+            self._f.close()
+        except OSError as e:
+            raise OutputError(f"{self.path}: cannot be written ({e.strerror or e})") from None
 
 
 def _table_bytes(chunk: dict, schema) -> bytes:
@@ -263,33 +392,39 @@ class PartWriter:
         """Close the part file (it stays on disk)."""
         self.file.close()
 
-    def assemble(self, dest: str | Path) -> None:
-        """Close the part and put the output at `dest` atomically (same bytes whether the run was resumed or not)."""
+    def stage(self, dest: str | Path) -> Staged:
+        """Close the part and build the output for `dest`, not yet in place (same bytes whether the run was resumed or not)."""
         self.close()
-        assemble(self.file.path, Path(dest), self.fmt, self.columns)
+        return stage(self.file.path, Path(dest), self.fmt, self.columns)
 
 
-def assemble(part: Path, dest: Path, fmt: str, columns: list[str]) -> None:
-    """The output file at `dest` from its part: renamed when plain JSONL or CSV, else gzipped or written as Parquet."""
-    if fmt == "parquet":
-        import pyarrow.parquet as pq
+def stage(part: Path, dest: Path, fmt: str, columns: list[str]) -> Staged:
+    """The output file for `dest` from its part, built beside `dest`: linked when plain JSONL or CSV, else gzipped or Parquet.
 
-        with atomic_open(dest) as f:
-            writer = pq.ParquetWriter(f, arrow_schema(columns))
+    The part stays, so a run killed before every output is in place is resumed from its parts.
+    """
+    staged = Staged(dest)
+    try:
+        if fmt == "parquet":
+            import pyarrow.parquet as pq
+
+            writer = pq.ParquetWriter(staged.file, arrow_schema(columns))
             for table in _part_tables(part):
                 writer.write_table(table)
             writer.close()
-    elif dest.name.lower().endswith(".gz"):
-        with atomic_open(dest) as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as gz, open(part, "rb") as src:
-            shutil.copyfileobj(src, gz, 1 << 20)
-    else:
-        try:
-            os.replace(part, dest)  # the part sits beside the output: a rename, no copy
-        except OSError:  # another file system (--summary elsewhere): copy, atomically
-            with atomic_open(dest) as f, open(part, "rb") as src:
-                shutil.copyfileobj(src, f, 1 << 20)
-        return
-    part.unlink()
+        elif dest.name.lower().endswith(".gz"):
+            with gzip.GzipFile(fileobj=staged.file, mode="wb", mtime=0) as gz, open(part, "rb") as src:
+                shutil.copyfileobj(src, gz, 1 << 20)
+        elif not staged.link_from(part):  # another file system (--summary elsewhere): a copy
+            with open(part, "rb") as src:
+                shutil.copyfileobj(src, staged.file, 1 << 20)
+    except OSError as e:
+        staged.discard()
+        raise OutputError(f"{dest}: cannot be written ({e.strerror or e})") from None
+    except BaseException:
+        staged.discard()
+        raise
+    return staged
 
 
 class RecordWriter:
@@ -348,6 +483,6 @@ def write_jsonl(path: Path, records: Iterable[dict]) -> int:
     n = 0
     with atomic_open(path) as f:
         for rec in records:
-            f.write((json.dumps(rec, ensure_ascii=False) + "\n").encode("utf-8"))
+            f.write((dumps(rec) + "\n").encode("utf-8"))
             n += 1
     return n

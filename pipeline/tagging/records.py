@@ -82,10 +82,13 @@ def summarize(article_id: str, records: list[dict], min_share: float, min_paragr
 
 
 def article_summary(article: Article, records: list[dict], rule: dict) -> dict:
-    """`summarize` for one tagged article, with its source path and carried-through fields; `rule` is params' `tag`."""
+    """`summarize` for one tagged article, with its source path, language flag and carried-through fields; `rule` is params' `tag`."""
+    from pipeline.tagging.inputs import not_vietnamese
+
     summary = summarize(article.id, records, rule["on_topic_min_share"], rule["on_topic_min_paragraphs"])
     summary["counts"].setdefault(UNCERTAIN, 0)
     summary = {"article_id": summary.pop("article_id"), "source_path": article.path, **summary}
+    summary["not_vietnamese"] = bool(not_vietnamese(article.text))  # its tags mean little: the model reads Vietnamese
     if article.extra:
         summary["fields"] = article.extra
     return summary

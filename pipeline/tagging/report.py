@@ -11,7 +11,7 @@ import shutil
 from html import escape
 
 from pipeline.config import LABELS
-from pipeline.tagging.outputs import PartFile, atomic_open
+from pipeline.tagging.outputs import OutputError, PartFile, Staged
 from pipeline.tagging.records import UNCERTAIN
 
 COLOURS = {
@@ -88,8 +88,8 @@ class ReportWriter:
         self.n_articles += len(summaries)
         self.n_on_topic += sum(bool(s["on_topic"]) for s in summaries)
 
-    def finish(self) -> None:
-        """Write the whole page: legend, summary table, then every article."""
+    def finish(self) -> Staged:
+        """Build the whole page beside its path (legend, summary table, then every article); `commit()` puts it in place."""
         legend = " ".join(f"<span class=l-{lab}>{lab}</span>" for lab in COLOURS)
         columns = ("article", "paragraphs", *LABELS, UNCERTAIN, "on-topic share", "on-topic")
         header = "".join(f"<th>{h}</th>" for h in columns)
@@ -100,12 +100,21 @@ class ReportWriter:
             f"<p class=legend>{legend}</p>\n<table><tr>{header}</tr>\n"
         )
         self.close()
-        with atomic_open(self.path) as f:
+        staged = Staged(self.path)
+        try:
+            f = staged.file
             f.write(head.encode("utf-8"))
             for part, closing in ((self.rows, "</table>\n"), (self.sections, "</body></html>\n")):
                 with open(part.path, "rb") as src:
                     shutil.copyfileobj(src, f, 1 << 20)
                 f.write(closing.encode("utf-8"))
+        except OSError as e:
+            staged.discard()
+            raise OutputError(f"{self.path}: cannot be written ({e.strerror or e})") from None
+        except BaseException:
+            staged.discard()
+            raise
+        return staged
 
     def sizes(self) -> tuple[int, int]:
         """Bytes of table rows and of sections so far, for the checkpoint."""

@@ -50,6 +50,7 @@ class UnitResult:
     fatal: str = ""  # the model could not be loaded: nothing can be tagged
     path: str = ""  # the input file the unit came from
     ids: list[tuple[str, str]] = field(default_factory=list)  # (id, where) of its records, to warn of repeated ids
+    digest: str = ""  # a hash of what the unit read, for --resume (inputs.unit_digest)
 
 
 def unit_result(unit: Unit, parsed: Parsed) -> UnitResult:
@@ -61,18 +62,48 @@ def unit_result(unit: Unit, parsed: Parsed) -> UnitResult:
         n_inputs=parsed.n_inputs,
         path=unit.path,
         ids=[(a.id, w) for a, w in zip(parsed.articles, parsed.wheres, strict=True)] if records else [],
+        digest=parsed.digest,
     )
 
 
 def load_any(model: str):
-    """(model, metadata) from a model file (sha256-checked) or an MLflow URI (`runs:/...`, `models:/NAME@ALIAS`)."""
-    if ":/" in model:
+    """(model, metadata) from a model file or an MLflow URI of the configured store (`runs:/...`, `models:/NAME@ALIAS`).
+
+    Either way the file is sha256-checked and unpickled with the trusted-type loader (model.load_model).
+    """
+    from pipeline.runs import check_model_source
+
+    if check_model_source(model) == "mlflow":
         from pipeline.tracking import resolve_model  # MLflow is slow to import; only for URIs
 
         return resolve_model(model)
     from pipeline.model import load_model
 
     return load_model(Path(model))
+
+
+def model_sha256(model: str) -> str | None:
+    """The sha256 of the model file a --model names (an MLflow URI is looked up in its store), None when there is none.
+
+    A resumed run must use the very model of the interrupted one: an alias may have moved, a file been replaced.
+    """
+    from pipeline.runs import check_model_source
+
+    if check_model_source(model) == "mlflow":
+        import tempfile
+
+        from pipeline.model import read_meta
+        from pipeline.tracking import download_model
+
+        with tempfile.TemporaryDirectory() as tmp:
+            model_path, meta_file, _ = download_model(model, Path(tmp))
+            return read_meta(model_path, meta_file)["sha256"]
+    from pipeline.model import sha256_file
+
+    try:
+        return sha256_file(Path(model))
+    except OSError:
+        return None
 
 
 def load_for_tagging(model: str):

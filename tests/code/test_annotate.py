@@ -1,5 +1,6 @@
 """The labeling workflow: picking what to label next, and importing labeled batches (sentences written here)."""
 
+import gzip
 import json
 
 import pytest
@@ -106,3 +107,82 @@ def test_batch_answers_must_cover_every_paragraph(tmp_path):
     assert any("no paragraph A1 7" in p for p in problems)
     assert any(":4: not 'KEY INDEX CODE'" in p for p in problems)
     assert any("1 paragraph(s) not answered, first: A1 1" in p for p in problems)
+
+
+def _import(project, lines, into, name="batch.jsonl"):
+    batch = project / name
+    batch.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return import_file(batch, "tester", into, project / "params.yaml")
+
+
+H0 = paragraph_hash("Công an bắt giữ đối tượng mua bán người.")
+H2 = paragraph_hash("Nạn nhân được hỗ trợ tái hòa nhập cộng đồng.")
+
+
+def test_import_into_a_label_file_saved_with_a_bom_keeps_its_rows(project):
+    into = project / "labels" / "manual.csv"
+    into.parent.mkdir()
+    into.write_bytes(
+        f"\ufeffarticle_id,paragraph,hash,label,method,annotator\nx/1,0,{H0},cooperation,manual,a\n".encode()
+    )
+    line = json.dumps({"article_id": "x/2", "paragraph": 0, "hash": H2, "label": "victim_support"})
+    assert _import(project, [line], into) == 0
+    labels, problems = read_label_file(into)
+    assert problems == [] and {lab.article_id for lab in labels} == {"x/1", "x/2"}
+
+
+def test_import_stops_on_a_bad_existing_row_and_leaves_the_file_alone(project):
+    from pipeline.labels import LabelError
+
+    into = project / "labels" / "manual.csv"
+    into.parent.mkdir()
+    into.write_text(f"article_id,paragraph,hash,label,method,annotator\nx/1,0,{H0},offtopic,manual,a\n")
+    before = into.read_bytes()
+    line = json.dumps({"article_id": "x/2", "paragraph": 0, "hash": H2, "label": "victim_support"})
+    with pytest.raises(LabelError, match=f"{into}:2: unknown label 'offtopic'"):
+        _import(project, [line], into)
+    assert into.read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ('{"article_id": "x/1", "paragraph": ' + "9" * 10_240 + "}", "malformed JSON (Exceeds the limit"),
+        ("[" * 100_000 + "]" * 100_000, "malformed JSON (nested too deeply)"),
+    ],
+)
+def test_import_names_a_line_json_cannot_hold(project, capsys, line, message):
+    good = json.dumps({"article_id": "x/2", "paragraph": 0, "hash": H2, "label": "victim_support"})
+    into = project / "labels" / "manual.csv"
+    assert _import(project, [line, good], into) == 1
+    assert f"batch.jsonl:1: {message}" in capsys.readouterr().err
+    assert [lab.article_id for lab in read_label_file(into)[0]] == ["x/2"]
+
+
+def test_conflicting_rows_of_one_batch_are_both_rejected(project, capsys):
+    lines = [
+        json.dumps({"article_id": "x/1", "paragraph": 0, "hash": H0, "label": lab})
+        for lab in ("cooperation", "statistics")
+    ]
+    into = project / "labels" / "manual.csv"
+    assert _import(project, lines, into) == 1
+    err = capsys.readouterr().err
+    assert "batch.jsonl:2: x/1 paragraph 0 is 'statistics' here but 'cooperation' at" in err
+    assert "conflict with each other" in err and "already" not in err
+    assert not into.exists()
+
+
+def test_export_to_csv_keeps_text_from_running_as_a_formula(project):
+    import csv
+
+    from pipeline.annotate import export
+
+    queue = project / "queue.jsonl"
+    queue.write_text(json.dumps({"article_id": "x/1", "paragraph": 1, "hash": "0" * 16}) + "\n", encoding="utf-8")
+    corpus = project / "corpus"
+    with gzip.open(corpus / "trafficking.jsonl.gz", "wt", encoding="utf-8") as f:
+        f.write(json.dumps({"id": "x/1", "text": "Công an bắt giữ.\n=1+2 là công thức."}, ensure_ascii=False) + "\n")
+    out = project / "batch.csv"
+    assert export(queue, out, project / "params.yaml") == 0
+    (row,) = csv.DictReader(out.open(encoding="utf-8"))
+    assert row["text"] == "'=1+2 là công thức." and row["previous"] == "Công an bắt giữ."

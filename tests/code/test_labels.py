@@ -2,7 +2,16 @@
 
 import pytest
 
-from pipeline.labels import COLUMNS, Label, LabelError, load_labels, merge_into, read_label_file, write_label_file
+from pipeline.labels import (
+    COLUMNS,
+    Label,
+    LabelError,
+    batch_conflicts,
+    load_labels,
+    merge_into,
+    read_label_file,
+    write_label_file,
+)
 from pipeline.text import paragraph_hash
 
 ARTICLES = {
@@ -110,3 +119,36 @@ def test_project_params_are_valid():
     from pipeline.config import PARAMS, load_params
 
     assert load_params(PARAMS)["train"]["features"]
+
+
+def test_a_label_file_saved_with_a_bom_reads_every_row(tmp_path):
+    path = write(tmp_path, row(), row("a/2", 0, "victim_support"))
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())  # what Excel's "CSV UTF-8" writes
+    labels, problems = read_label_file(path)
+    assert problems == [] and len(labels) == 2
+
+
+def test_rows_of_one_batch_that_disagree_are_both_rejected():
+    h = paragraph_hash(ARTICLES["a/1"][0])
+    batch = [
+        Label("a/1", 0, h, "cooperation", where="b:2"),
+        Label("a/1", 0, h, "statistics", where="b:3"),
+        Label("a/2", 0, paragraph_hash(ARTICLES["a/2"][0]), "victim_support", where="b:4"),
+    ]
+    kept, problems = batch_conflicts(batch)
+    assert [lab.where for lab in kept] == ["b:4"]
+    assert problems == [
+        "b:3: a/1 paragraph 0 is 'statistics' here but 'cooperation' at b:2: "
+        "the two rows conflict with each other; neither is imported"
+    ]
+
+
+@pytest.mark.parametrize("annotator", ['=HYPERLINK("http://x")', "+1", "-2+3", "@SUM(A1)"])
+def test_free_text_that_a_spreadsheet_would_run_is_written_as_text(tmp_path, annotator):
+    h = paragraph_hash(ARTICLES["a/1"][0])
+    path = tmp_path / "out.csv"
+    write_label_file(path, [Label("a/1", 0, h, "cooperation", annotator=annotator)])
+    (lab,), problems = read_label_file(path)
+    assert problems == [] and lab.annotator == "'" + annotator
+    write_label_file(path, [lab])  # written again: one apostrophe, not two
+    assert read_label_file(path)[0][0].annotator == "'" + annotator

@@ -192,3 +192,54 @@ class _LengthModel:
 )
 def test_predict_rows_groups_rows_into_articles_and_answers_in_input_order(ids, positions, expected):
     assert predict_rows(_LengthModel(), ["x", "y", "z"], ids, positions).tolist() == expected
+
+
+class _RunsCode:
+    """Unpickled, it writes a marker file: what a hostile model file would do with os.system."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (exec, (f"open({self.marker!r}, 'w').write('ran')",))
+
+
+@pytest.mark.parametrize("compress", [0, 3])
+def test_a_pickle_that_runs_code_is_refused_even_with_a_matching_sha256(tmp_path, compress):
+    import joblib
+
+    from pipeline.model import sha256_file
+
+    marker = tmp_path / "marker"
+    path = tmp_path / "model.joblib"
+    joblib.dump({"model": _RunsCode(marker)}, path, compress=compress)
+    write_json(meta_path(path), {"sha256": sha256_file(path), "labels": ["off_topic"]})
+    with pytest.raises(ModelError, match=r"refused: the file calls builtins\.exec.*nothing in it was run"):
+        load_model(path)
+    assert not marker.exists()
+    joblib.load(path)  # the same file, loaded the plain way: the code runs
+    assert marker.read_text() == "ran"
+
+
+@pytest.mark.parametrize(
+    ("features", "classifier", "context"),
+    [
+        ("syllable", "logreg", False),
+        ("syllable+char", "linearsvc", False),
+        ("syllable+word+char", "logreg", False),
+        ("syllable", "logreg", True),
+        ("syllable+char", "linearsvc", True),
+    ],
+)
+def test_every_kind_of_model_the_project_trains_loads_with_the_trusted_types(tmp_path, features, classifier, context):
+    params = {**PARAMS, "features": features, "classifier": classifier}
+    arts, labels = toy_articles()
+    if context:
+        model = ContextModel(params, cv=3, title=True).fit(arts, labels)
+    else:
+        texts = [p for a, ls in zip(arts, labels, strict=True) for p, lab in zip(a, ls, strict=True) if lab]
+        model = build_model(params).fit(texts, [lab for ls in labels for lab in ls if lab])
+    path = tmp_path / "model.joblib"
+    write_json(meta_path(path), {"sha256": save_model(model, path)})
+    loaded, _ = load_model(path)
+    assert predict(loaded, [COOP, OFF])[1] == pytest.approx(predict(model, [COOP, OFF])[1])

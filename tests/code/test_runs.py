@@ -270,3 +270,32 @@ def test_unreachable_tracking_server_is_one_clear_error(store_env, capsys, monke
     assert main(["runs", "compare", "@champion", ID_A]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"error: http://127.0.0.1:{port}") and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("text", "source"),
+    [
+        ("models/model.joblib", "file"),
+        ("/abs/path/model.joblib", "file"),
+        ("./odd:name.joblib", "file"),
+        ("runs:/" + "a" * 32, "mlflow"),
+        ("runs:/" + "a" * 32 + "/model", "mlflow"),
+        ("models:/topics@champion", "mlflow"),
+        ("models:/topics/3", "mlflow"),
+        ("http://127.0.0.1:8000/model.joblib", None),
+        ("https://example.invalid/m", None),
+        ("s3://bucket/model", None),
+        ("file:///tmp/model.joblib", None),
+        ("models://other-host/topics/1", None),
+        ("runs:/not-a-run-id/model", None),
+        ("mlflow-artifacts:/0/abc/artifacts/model", None),
+    ],
+)
+def test_models_come_only_from_local_files_and_the_configured_store(text, source):
+    from pipeline.runs import check_model_source
+
+    if source is None:
+        with pytest.raises(RunsError, match="configured"):
+            check_model_source(text)
+    else:
+        assert check_model_source(text) == source

@@ -155,3 +155,122 @@ def test_parquet_rows_with_bad_values_are_named_by_row(tmp_path):
     parsed = parse_unit(Unit("rows", "t.parquet", table.to_pylist(), first=1), False)
     assert [a.id for a in parsed.articles] == ["a"]
     assert parsed.errors == ["t.parquet: row 2: record has no 'id'", "t.parquet: row 3: record 'c' has no 'text'"]
+
+
+# -- one input must not take the batch down (issue 11) ---------------------------------------------
+
+HUGE_INT = "9" * 10_240  # more digits than Python converts to an int (sys.get_int_max_str_digits)
+
+
+@pytest.mark.parametrize(
+    "line",
+    [f'{{"id": {HUGE_INT}, "text": "Câu."}}', f'{{"id": "a", "text": "Câu.", "so": {HUGE_INT}}}'],
+    ids=["id", "another field"],
+)
+def test_a_json_integer_too_long_for_python_is_a_bad_line(line):
+    good = json.dumps({"id": "b", "text": "Nạn nhân được hỗ trợ."}, ensure_ascii=False)
+    parsed = parse_unit(Unit("jsonl", "in.jsonl", [line.encode(), good.encode()]), False)
+    assert [a.id for a in parsed.articles] == ["b"]
+    assert parsed.errors == [
+        "in.jsonl:1: malformed JSON (Exceeds the limit (4300 digits) for integer string conversion: "
+        "value has 10240 digits; use sys.set_int_max_str_digits() to increase the limit)"
+    ]
+
+
+@pytest.mark.parametrize("charset", ["undefined", "hex", "rot13", "no-such-codec"])
+def test_a_page_declaring_an_unusable_charset_is_read_by_guessing(tmp_path, charset):
+    page = PAGE.replace('<meta charset="utf-8">', f'<meta charset="{charset}">').replace("<html>", '<html lang="vi">')
+    path = tmp_path / "trang.html"
+    path.write_bytes(page.encode("cp1258", errors="ignore"))  # not UTF-8
+    parsed = _parse_file(path, "html")
+    assert parsed.errors == [] and parsed.articles
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        ("The police arrested two men suspected of trafficking people across the border last night.", "0.0% of"),
+        (
+            "警方昨天逮捕了两名涉嫌跨境贩卖人口的男子，受害者已被送回家中并获得心理支持和职业培训。",
+            "0% of its letters are Latin",
+        ),
+        (
+            "ألقت الشرطة القبض على رجلين بتهمة الاتجار بالبشر عبر الحدود مساء أمس في المدينة",
+            "0% of its letters are Latin",
+        ),
+        (
+            "Полиция задержала двух мужчин по подозрению в торговле людьми через границу вчера",
+            "0% of its letters are Latin",
+        ),
+        ("Lực lượng chức năng đã giải cứu năm nạn nhân bị lừa bán sang nước ngoài làm việc.", ""),
+        ("Hello world, short.", ""),  # under 40 letters: not judged
+    ],
+    ids=["English", "Chinese", "Arabic", "Russian", "Vietnamese", "too short"],
+)
+def test_text_that_is_not_vietnamese_is_warned_of_and_flagged(text, why):
+    from pipeline.tagging.inputs import not_vietnamese
+    from pipeline.tagging.records import article_summary
+
+    assert (not_vietnamese(text) != "") == bool(why) and why in not_vietnamese(text)
+    parsed = parse_unit(Unit("text", "tin.txt", text.encode("utf-8")), False)
+    warned = [w for w in parsed.warnings if "does not read as Vietnamese" in w]
+    assert len(warned) == bool(why) and all(w.startswith("tin.txt: ") for w in warned)
+    rule = {"on_topic_min_share": 0.2, "on_topic_min_paragraphs": 2}
+    assert article_summary(parsed.articles[0], [], rule)["not_vietnamese"] is bool(why)
+
+
+@pytest.mark.parametrize(
+    ("name", "shown"),
+    [
+        ("a\nerror: forged.txt", "a\\x0aerror: forged.txt"),
+        ("\x1b[31mred.txt", "\\x1b[31mred.txt"),
+        ("b\udcff.txt", "b\\xff.txt"),  # a byte that is not UTF-8, as os.listdir gives it
+        ("bình thường.txt", "bình thường.txt"),
+    ],
+    ids=["newline", "ANSI escape", "not UTF-8", "plain"],
+)
+def test_names_are_printed_escaped_on_one_line(name, shown):
+    from pipeline.tagging.inputs import printable
+
+    assert printable(name) == shown
+
+
+def test_a_carried_field_holding_nan_or_infinity_is_written_as_null():
+    from pipeline.tagging.outputs import encode, paragraph_columns, summary_columns
+
+    rec = {"article_id": "a", "fields": {"score": float("nan"), "xs": [float("inf"), 1.5]}}
+    line = encode([rec], "jsonl", [])
+    assert json.loads(line, parse_constant=lambda c: pytest.fail(f"{c} in the output")) == {
+        "article_id": "a",
+        "fields": {"score": None, "xs": [None, 1.5]},
+    }
+    for columns in (paragraph_columns(False, False), summary_columns()):
+        row = encode([rec], "csv", columns).decode()
+        assert "NaN" not in row and "Infinity" not in row
+
+
+def test_small_files_are_tagged_in_groups_with_the_same_articles_and_messages(tmp_path):
+    from pipeline.tagging.inputs import SMALL_FILES, units
+
+    sources = []
+    for i in range(SMALL_FILES + 60):
+        path = tmp_path / f"{i:04d}.txt"
+        path.write_text(f"Bài số {i}: nạn nhân được hỗ trợ tái hòa nhập cộng đồng." if i != 3 else "", encoding="utf-8")
+        sources.append((str(path), "text"))
+    big = tmp_path / "big.txt"
+    big.write_text("Câu dài về hợp tác phòng chống mua bán người. " * 10_000, encoding="utf-8")
+    sources.insert(50, (str(big), "text"))
+    got = list(units(sources, False))
+    assert [(u.kind, len(u.data) if u.kind == "files" else 1) for u in got] == [
+        ("files", 50),
+        ("text", 1),
+        ("files", SMALL_FILES),
+        ("files", 10),
+    ]
+    grouped = [parse_unit(u, False) for u in got]
+    alone = [parse_unit(Unit(kind, path), False) for path, kind in sources]
+    assert [a.text for p in grouped for a in p.articles] == [a.text for p in alone for a in p.articles]
+    assert (
+        [e for p in grouped for e in p.errors] == [e for p in alone for e in p.errors] == [f"{sources[3][0]}: is empty"]
+    )
+    assert sum(p.n_inputs for p in grouped) == len(sources)

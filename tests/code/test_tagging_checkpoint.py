@@ -13,17 +13,18 @@ from pipeline.tagging.batch import (
     Tally,
     _check,
     _failed,
-    _identity,
     _outputs_in_place,
     signals_interrupt,
 )
 from pipeline.tagging.checkpoint import JOURNAL, Checkpoint, job_of, resume_folder
+from pipeline.tagging.inputs import parse_unit
 from pipeline.tagging.outputs import (
     OutputError,
     PartFile,
     PartWriter,
     RecordWriter,
     encode,
+    identity,
     output_format,
     paragraph_columns,
 )
@@ -47,7 +48,8 @@ def chunks(n_chunks: int = 4) -> list[list[dict]]:
 
 def _job(tmp_path, **change) -> dict:
     options = TagOptions(model=str(tmp_path / "model.joblib"), **change)
-    return job_of(["tin"], [[str(tmp_path / "a.txt"), "text"]], [], options, [str(tmp_path / "out.jsonl"), None, None])
+    outputs = [str(tmp_path / "out.jsonl"), None, None]
+    return job_of(["tin"], [[str(tmp_path / "a.txt"), "text"]], [], options, outputs, "0" * 64)
 
 
 @pytest.mark.parametrize("name", ["t.jsonl", "t.csv", "t.parquet", "t.jsonl.gz", "t.csv.gz"])
@@ -69,9 +71,9 @@ def test_a_part_cut_back_and_resumed_assembles_to_the_bytes_of_direct_writing(tm
     resumed = PartWriter(part, fmt, columns, size=recorded)
     for chunk in encoded[1:]:
         resumed.write(chunk)
-    resumed.assemble(tmp_path / name)
+    resumed.stage(tmp_path / name).commit()
     assert (tmp_path / name).read_bytes() == direct.read_bytes()
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["direct", name])  # the part is gone
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["direct", name, "out.part"])  # the part stays
 
 
 def test_a_part_shorter_than_its_checkpoint_is_refused(tmp_path):
@@ -168,9 +170,16 @@ def test_repeated_ids_warn_within_a_file_and_across_a_resume(capsys):
         ({"resume": True}, "--resume needs -o FILE"),
         ({"resume": True, "output": "o.jsonl", "engine": "spark"}, "local engine only"),
         ({"resume": True, "output": "o.jsonl", "paths": ["-"]}, "cannot read standard input again"),
-        ({"max_article_mb": 0}, "must be more than 0"),
+        ({"max_article_mb": 0}, "must be a number more than 0, not 0"),
+        ({"max_article_mb": float("nan")}, "must be a number more than 0, not nan"),
+        ({"max_article_mb": float("inf")}, "must be a number more than 0, not inf"),
+        ({"explain": -1}, "--explain must be 0 .* not -1"),
+        ({"min_confidence": 5.0}, "--min-confidence must be a probability from 0 to 1, not 5"),
+        ({"min_confidence": -0.1}, "--min-confidence must be a probability from 0 to 1, not -0.1"),
+        ({"jobs": -3}, "--jobs must be 1 or more, not -3"),
+        ({"jobs": 0}, "--jobs must be 1 or more, not 0"),
     ],
-    ids=["no output file", "spark", "stdin", "no size"],
+    ids=["no output file", "spark", "stdin", "no size", "nan", "inf", "explain", "p>1", "p<0", "jobs<0", "jobs=0"],
 )
 def test_options_that_cannot_work_are_refused_before_any_work(change, reason):
     req = TagRequest(**{"paths": ["tin"], **change})
@@ -196,7 +205,7 @@ def test_a_signal_after_the_last_rename_is_not_taken_for_an_unfinished_run(tmp_p
     req = TagRequest(paths=["tin"], output=str(out))
     state = {"started": True}
     assert not _outputs_in_place(req, state)  # still tagging
-    state["before"] = _identity(out)
+    state["before"] = identity(out)
     assert not _outputs_in_place(req, state)  # putting files in place, the records not yet
     (tmp_path / "new").write_text("new\n", encoding="utf-8")
     os.replace(tmp_path / "new", out)
@@ -216,3 +225,49 @@ def test_a_checkpoint_not_yet_opened_is_left_alone_unless_it_is_private(tmp_path
     assert _failed(Interrupted(signal.SIGINT), req, private, {}) == 130
     assert not private.folder.exists()
     assert capsys.readouterr().err.count("interrupted by") == 2
+
+
+def _journal_one_unit(tmp_path, job):
+    """A resumable run that did the first unit of a.jsonl and was interrupted."""
+    from pipeline.tagging.inputs import units
+
+    first = next(units([(str(tmp_path / "a.jsonl"), "jsonl")], False))
+    checkpoint = Checkpoint.beside(tmp_path / "out.jsonl", job)
+    checkpoint.start(resume=False)
+    checkpoint.record({"out": 0}, {"inputs": 1}, first.path, [], parse_unit(first, False).digest)
+    checkpoint.close(keep=True)
+
+
+def test_resume_refuses_an_input_edited_to_the_same_size_and_modification_time(tmp_path):
+    from pipeline.tagging.inputs import units
+
+    src = tmp_path / "a.jsonl"
+    src.write_text('{"id": "1", "text": "Hai nước ký kết hợp tác."}\n', encoding="utf-8")
+    options = TagOptions(model=str(tmp_path / "model.joblib"))
+
+    def job():
+        return job_of(["a.jsonl"], [[str(src), "jsonl"]], [], options, [str(tmp_path / "out.jsonl"), None, None], "ab")
+
+    _journal_one_unit(tmp_path, job())
+    st = os.stat(src)
+    src.write_text(src.read_text(encoding="utf-8").replace("Hai", "Ba "), encoding="utf-8")  # same size
+    os.utime(src, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert job() == Checkpoint.beside(tmp_path / "out.jsonl", job()).job  # size and time alone would accept it
+    resumed = Checkpoint.beside(tmp_path / "out.jsonl", job())
+    resumed.start(resume=True)
+    with pytest.raises(OutputError, match=f"{src}: changed since the interrupted run"):
+        list(resumed.skip_done(units([(str(src), "jsonl")], False), options.max_bytes))
+
+
+def test_resume_refuses_another_model_behind_the_same_name(tmp_path):
+    (tmp_path / "a.jsonl").write_text('{"id": "1", "text": "Câu."}\n', encoding="utf-8")
+    options = TagOptions(model="models:/topics@champion")
+    outputs = [str(tmp_path / "out.jsonl"), None, None]
+    _journal_one_unit(
+        tmp_path, job_of(["a.jsonl"], [[str(tmp_path / "a.jsonl"), "jsonl"]], [], options, outputs, "1" * 64)
+    )
+    moved = job_of(
+        ["a.jsonl"], [[str(tmp_path / "a.jsonl"), "jsonl"]], [], options, outputs, "2" * 64
+    )  # the alias moved
+    with pytest.raises(OutputError, match="other inputs, options or outputs"):
+        Checkpoint.beside(tmp_path / "out.jsonl", moved).start(resume=True)

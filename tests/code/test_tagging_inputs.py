@@ -3,6 +3,7 @@
 import codecs
 import gzip
 import json
+import os
 import unicodedata
 
 import pytest
@@ -18,6 +19,7 @@ from pipeline.tagging.inputs import (
     kind_of,
     parse_unit,
     read_bytes,
+    units,
     vietnamese_score,
 )
 from pipeline.text import normalize, paragraphs
@@ -176,7 +178,7 @@ def test_expand_walks_folders_in_order_and_lists_missing_and_skipped(tmp_path):
     (tmp_path / "d" / "sub").mkdir(parents=True)
     for name in ("d/b.txt", "d/a.html", "d/sub/c.jsonl.gz", "d/image.png", "d/.hidden.txt", "notes"):
         (tmp_path / name).write_bytes(b"x")
-    found, missing, skipped = expand([str(tmp_path / "d"), str(tmp_path / "notes"), str(tmp_path / "nope"), "-"])
+    found, missing, skipped, notes = expand([str(tmp_path / "d"), str(tmp_path / "notes"), str(tmp_path / "nope"), "-"])
     assert found == [
         (str(tmp_path / "d" / "a.html"), "html"),
         (str(tmp_path / "d" / "b.txt"), "text"),
@@ -185,4 +187,23 @@ def test_expand_walks_folders_in_order_and_lists_missing_and_skipped(tmp_path):
         ("-", "stdin"),
     ]
     assert missing == [str(tmp_path / "nope")]
-    assert skipped == [str(tmp_path / "d" / "image.png")]
+    assert skipped == [str(tmp_path / "d" / "image.png")] and notes == []
+
+
+def test_expand_notes_links_to_folders_fifos_and_names_that_are_not_utf8(tmp_path):
+    folder = tmp_path / "d"
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "x.txt").write_text("Tin.", encoding="utf-8")
+    folder.mkdir()
+    (folder / "a.txt").write_text("Tin.", encoding="utf-8")
+    (folder / "linked").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    os.mkfifo(folder / "pipe.txt")  # a FIFO would block the run until killed
+    os.close(os.open(os.path.join(os.fsencode(folder), b"b\xff.txt"), os.O_CREAT | os.O_WRONLY))
+    found, missing, skipped, notes = expand([str(folder)])
+    assert found == [(str(folder / "a.txt"), "text"), (f"{folder}/b\\xff.txt", "badname")]
+    assert notes == [
+        f"{folder / 'linked'}: a link to a folder, not followed",
+        f"{folder / 'pipe.txt'}: a FIFO; skipped",
+    ]
+    (unit,) = [u for u in units(found, False) if u.kind == "error"]
+    assert unit.data == f"{folder}/b\\xff.txt: the file name is not valid UTF-8 (shown escaped); rename it to tag it"
