@@ -140,6 +140,11 @@ def _tag_parser(sub) -> None:
     add("--explain", type=int, default=0, metavar="K", help="the K n-grams that pushed each paragraph to its label")
     add("--no-text", action="store_true", help="leave the paragraph text out of the records")
     add("--paragraphs", action="store_true", help="records are paragraphs already: never re-split, id kept")
+    add(
+        "--group-by",
+        metavar="FIELD",
+        help="with --paragraphs: records sharing FIELD (e.g. article_id) are one article, in `paragraph` order",
+    )
     add("--engine", choices=("local", "spark"), default="local", help="local processes (default) or Apache Spark")
     add("--jobs", type=int, default=None, metavar="N", help="worker processes (default: all cores)")
     add("--spark-master", default="local[*]", help="Spark master URL for --engine spark")

@@ -694,3 +694,75 @@ def test_workers_left_behind_by_a_killed_main_process_end_quietly(tmp_path, big_
 def _state(pid: int) -> str:
     with open(f"/proc/{pid}/status", encoding="ascii") as f:
         return next(line.split()[1] for line in f if line.startswith("State:"))
+
+
+@pytest.fixture(scope="module")
+def context_model_file(tmp_path_factory, corpus_dir, labels):
+    """A small context model (the default kind, decision rule included) fitted on 60 labeled trafficking articles."""
+    import yaml
+
+    from pipeline.model import ContextModel, meta_path, save_model, write_json
+    from pipeline.text import paragraphs, read_corpus
+
+    params = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))["train"]
+    manual = labels[labels.method == "manual"]
+    wanted = sorted(manual[manual.article_id.str.startswith("vietnews/")].article_id.unique())[:60]
+    gold = dict(zip(zip(manual.article_id, manual.paragraph, strict=True), manual.label, strict=True))
+    arts, labs = [], []
+    for art in read_corpus(corpus_dir, ("trafficking",)):
+        if art.id in wanted:
+            paras = paragraphs(art.text)
+            arts.append(paras)
+            labs.append([gold.get((art.id, i)) for i in range(len(paras))])
+    model = ContextModel(
+        params, cv=3, top_k=params["top_k"], title=True, window=1, decision="off_factor", decision_folds=3
+    ).fit(arts, labs)
+    path = tmp_path_factory.mktemp("context_model") / "model.joblib"
+    write_json(meta_path(path), {"sha256": save_model(model, path), "labels": [str(c) for c in model.classes_]})
+    return path
+
+
+def test_group_by_gives_the_labels_of_whole_article_tagging(tmp_path, corpus_lines, context_model_file):
+    from pipeline.text import paragraphs
+
+    articles = [json.loads(line) for line in corpus_lines[20:32]]
+    (tmp_path / "articles.jsonl").write_text("\n".join(corpus_lines[20:32]) + "\n", encoding="utf-8")
+    done = tag(["--quiet", tmp_path / "articles.jsonl", "-o", tmp_path / "whole.jsonl", "--model", context_model_file])
+    assert done.returncode == 0, done.stderr
+    whole = {(r["article_id"], r["paragraph"]): r for r in read_jsonl(tmp_path / "whole.jsonl")}
+
+    # The same articles as paragraph records, shuffled, with their article id and position as fields.
+    rows = [
+        {"id": f"{a['id']}#{i}", "text": p, "article_id": a["id"], "paragraph": i}
+        for a in articles
+        for i, p in enumerate(paragraphs(a["text"]))
+    ]
+    random.Random(3).shuffle(rows)
+    (tmp_path / "paragraphs.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    args = ["--quiet", "--paragraphs", "--group-by", "article_id", tmp_path / "paragraphs.jsonl"]
+    done = tag([*args, "-o", tmp_path / "grouped.jsonl", "--model", context_model_file])
+    assert done.returncode == 0, done.stderr
+    grouped = read_jsonl(tmp_path / "grouped.jsonl")
+    assert [r["article_id"] for r in grouped] == [r["id"] for r in rows]  # one record per input, in input order
+    assert len(grouped) == len(whole)
+    for rec in grouped:
+        ref = whole[(rec["fields"]["article_id"], rec["fields"]["paragraph"])]
+        assert (rec["label"], rec["probabilities"]) == (ref["label"], ref["probabilities"])
+
+    # Without --group-by each record is a one-paragraph article: context lost, some labels differ.
+    done = tag(
+        [*args[:2], tmp_path / "paragraphs.jsonl", "-o", tmp_path / "alone.jsonl", "--model", context_model_file]
+    )
+    assert done.returncode == 0, done.stderr
+    alone = read_jsonl(tmp_path / "alone.jsonl")
+    assert any(a["probabilities"] != g["probabilities"] for a, g in zip(alone, grouped, strict=True))
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [([], "--group-by FIELD goes with --paragraphs"), (["--paragraphs", "--engine", "spark"], "local engine only")],
+)
+def test_group_by_needs_paragraph_records_and_the_local_engine(tmp_path, extra, message):
+    (tmp_path / "in.jsonl").write_text('{"id": "a", "text": "Một câu."}\n', encoding="utf-8")
+    done = tag([tmp_path / "in.jsonl", "--group-by", "article_id", *extra, "-o", tmp_path / "out.jsonl"])
+    assert done.returncode == 2 and message in done.stderr.decode()

@@ -21,7 +21,7 @@ from pathlib import Path
 from pipeline.config import MODEL, load_params, section
 from pipeline.model import ModelError
 from pipeline.tagging.checkpoint import Checkpoint, job_of
-from pipeline.tagging.inputs import MAX_ARTICLE_MB, MB, expand, printable, units
+from pipeline.tagging.inputs import MAX_ARTICLE_MB, MB, expand, printable, units, whole_files
 from pipeline.tagging.outputs import (
     OutputError,
     PartFile,
@@ -59,6 +59,7 @@ class TagRequest:
     explain: int = 0
     no_text: bool = False
     paragraphs: bool = False
+    group_by: str | None = None
     quiet: bool = False
     resume: bool = False
     max_article_mb: float = MAX_ARTICLE_MB
@@ -163,6 +164,7 @@ def _options(req: TagRequest, fmt: str, params: dict) -> TagOptions:
         with_text=not req.no_text,
         explain=req.explain,
         paragraphs_mode=req.paragraphs,
+        group_by=req.group_by,
         report=bool(req.report),
         max_bytes=int(req.max_article_mb * MB),
     )
@@ -190,6 +192,8 @@ def _results(req: TagRequest, sources: list, options: TagOptions, checkpoint):
     from pipeline.tagging.engines import default_jobs, run_local
 
     todo = units(sources, req.paragraphs, sys.stdin.buffer, options.max_bytes)
+    if req.group_by:
+        todo = whole_files(todo)  # an article's records may be anywhere in its file
     if checkpoint is not None and checkpoint.units:
         todo = checkpoint.skip_done(todo, options.max_bytes)
     return run_local(todo, options, req.jobs or default_jobs())
@@ -205,6 +209,10 @@ def check_options(req: TagRequest) -> None:
         raise OutputError(f"--explain must be 0 (off) or a number of n-grams, not {req.explain}")
     if req.jobs is not None and req.jobs < 1:
         raise OutputError(f"--jobs must be 1 or more, not {req.jobs}")
+    if req.group_by is not None and not req.paragraphs:
+        raise OutputError("--group-by FIELD goes with --paragraphs (records that are paragraphs of articles)")
+    if req.group_by is not None and req.engine != "local":
+        raise OutputError("--group-by works with the local engine only")
 
 
 def _check(req: TagRequest, sources: list) -> None:

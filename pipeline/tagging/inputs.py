@@ -696,6 +696,24 @@ def units(
         yield Unit("files", group[0][0], group)
 
 
+def whole_files(todo: Iterator[Unit]) -> Iterator[Unit]:
+    """The chunks of each record file joined into one unit, so records of one article meet wherever they are in the file."""
+    held = None
+    for unit in todo:
+        if held is not None and unit.kind == held.kind and unit.path == held.path:
+            held = Unit(held.kind, held.path, held.data + unit.data, held.first)
+            continue
+        if held is not None:
+            yield held
+            held = None
+        if unit.kind in ("jsonl", "rows"):
+            held = unit
+        else:
+            yield unit
+    if held is not None:
+        yield held
+
+
 def _small(path: str) -> bool:
     """Whether a file is small enough to be read and tagged with others (an unreadable one is too: it fails alone there)."""
     try:

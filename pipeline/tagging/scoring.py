@@ -32,6 +32,7 @@ class TagOptions:
     with_text: bool = True
     explain: int = 0
     paragraphs_mode: bool = False
+    group_by: str | None = None
     report: bool = False
     max_bytes: int = int(MAX_ARTICLE_MB * MB)
 
@@ -166,10 +167,33 @@ def cut(article: Article, options: TagOptions) -> list[str]:
     return paragraphs(article.text, options.max_chars)
 
 
+def grouped_probabilities(scorer: Scorer, records: list[Article], paras: list[list[str]], field: str) -> list:
+    """Paragraph records that share `field` scored together as one article, in `paragraph` order; one row per record."""
+    from pipeline.model import group_rows
+
+    def key(value):
+        return value if value is None or isinstance(value, str | int | float) else repr(value)
+
+    ids = [key(r.extra.get(field)) for r in records]
+    positions = [
+        r.extra.get("paragraph") if isinstance(r.extra.get("paragraph"), int | float) else None for r in records
+    ]
+    groups = group_rows(ids, positions)
+    probas = scorer.probabilities([[paras[i][0] for i in g] for g in groups])
+    out = [None] * len(records)
+    for g, proba in zip(groups, probas, strict=True):
+        for k, i in enumerate(g):
+            out[i] = proba[k : k + 1]
+    return out
+
+
 def tag_articles(scorer: Scorer, articles: list[Article], options: TagOptions) -> list[list[dict]]:
     """Paragraph records of each article (with the top n-grams under --explain)."""
     paras = [cut(a, options) for a in articles]
-    probas = scorer.probabilities(paras)
+    if options.group_by:
+        probas = grouped_probabilities(scorer, articles, paras, options.group_by)
+    else:
+        probas = scorer.probabilities(paras)
     out = [
         paragraph_records(a, p, pr, scorer.classes, options.min_confidence, options.with_text, options.paragraphs_mode)
         for a, p, pr in zip(articles, paras, probas, strict=True)
