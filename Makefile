@@ -34,8 +34,11 @@ lint: setup
 	ruff check pipeline tests bench
 	ruff format --check pipeline tests bench
 
-ui: setup             ## MLflow UI on the local tracking store
-	mlflow ui --backend-store-uri sqlite:///mlruns.db --port 5000
+# MLflow 3.17's UI opens on its GenAI pages unless the address says workflowType=machine_learning
+# (the experiment's mlflow.experimentKind tag, which training sets, is what older 3.x releases read).
+ui: setup             ## MLflow UI on the local tracking store: open the address it prints (the training runs)
+	@echo "MLflow UI: http://127.0.0.1:5000/#/experiments?workflowType=machine_learning"
+	mlflow ui --backend-store-uri sqlite:///mlruns.db --host 127.0.0.1 --port 5000
 
 serve: setup          ## the @champion model over HTTP on 127.0.0.1:5001 (docs/mlflow.md)
 	$(PY) -m pipeline serve --alias champion --host 127.0.0.1 --port 5001

@@ -33,8 +33,9 @@ EXAMPLE_TEXTS = [
 # What the served model needs, pinned to what trained it. Listing it skips MLflow's requirement
 # inference (which reloads the model in a subprocess) and its guess `trafficking-topics==0.1.0`,
 # a package no index has; the code itself travels in the model's code_paths.
-# The MLflow 3 UI opens an experiment on its GenAI overview (traces, token usage) unless this tag
-# says it holds model training runs (read by the UI's experiment page; values in its `ExperimentKind`).
+# The MLflow 3 UI opens an experiment on its GenAI overview (traces, token usage) unless it knows the
+# experiment holds model training runs: this tag (values of the UI's `ExperimentKind`) where the UI
+# reads it; 3.17's UI reads the address's `workflowType=machine_learning` instead (`make ui` prints it).
 EXPERIMENT_KIND = "mlflow.experimentKind"
 TRAINING_KIND = "custom_model_development"
 CHAMPION = "champion"
