@@ -125,7 +125,7 @@ def test_first_version_becomes_champion_and_the_experiment_opens_on_runs(project
     # The MLflow 3 UI shows its GenAI overview unless the experiment says it holds training runs.
     exp = client.get_experiment_by_name(NAME)
     assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
-    assert client.get_registered_model(NAME).aliases["champion"] == version_of(client, base)
+    assert str(client.get_registered_model(NAME).aliases["champion"]) == version_of(client, base)
     assert f"{NAME} had no @champion: v1, its first registered version, is @champion now" in OUTPUT["first"]
 
 
