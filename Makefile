@@ -15,8 +15,14 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $@
 
-run: setup            ## train, evaluate and tag the seed articles (dvc repro)
-	dvc repro
+# `make run` shows progress bars and one line per stage; pip's, DVC's and MLflow's notes go to the log.
+RUN_LOG ?= $(CURDIR)/logs/run.log
+
+run:                  ## set up, then train, evaluate and tag the seed articles (dvc repro); the last line names the log
+	@mkdir -p $(dir $(RUN_LOG)) && : > $(RUN_LOG)
+	@echo "setup: $(VENV) (pip output in the log)"
+	@$(MAKE) --no-print-directory setup >>$(RUN_LOG) 2>&1 || { tail -n 20 $(RUN_LOG); echo "setup failed; full output in $(RUN_LOG)"; exit 1; }
+	@$(PY) -m pipeline.quiet $(RUN_LOG) -- dvc repro
 
 test: setup           ## the whole test suite, slow tests included
 	$(PY) -m pytest -q
@@ -28,12 +34,14 @@ lint: setup
 	ruff check pipeline tests bench
 	ruff format --check pipeline tests bench
 
-ui: setup             ## MLflow UI on the local tracking store
-	mlflow ui --backend-store-uri sqlite:///mlruns.db --port 5000
+# MLflow 3.17's UI opens on its GenAI pages unless the address says workflowType=machine_learning
+# (the experiment's mlflow.experimentKind tag, which training sets, is what older 3.x releases read).
+ui: setup             ## MLflow UI on the local tracking store: open the address it prints (the training runs)
+	@echo "MLflow UI: http://127.0.0.1:5000/#/experiments?workflowType=machine_learning"
+	mlflow ui --backend-store-uri sqlite:///mlruns.db --host 127.0.0.1 --port 5000
 
 serve: setup          ## the @champion model over HTTP on 127.0.0.1:5001 (docs/mlflow.md)
-	MLFLOW_TRACKING_URI=$${MLFLOW_TRACKING_URI:-sqlite:///mlruns.db} mlflow models serve \
-		-m models:/trafficking-topics@champion --env-manager local -h 127.0.0.1 -p 5001
+	$(PY) -m pipeline serve --alias champion --host 127.0.0.1 --port 5001
 
 bench: setup
 	$(PY) bench/bench_tag.py

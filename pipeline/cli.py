@@ -1,6 +1,6 @@
 """Command line: `python -m pipeline STAGE` for the DVC stages, `label ...` for the label set, `tag` for new articles.
 
-`runs` lists and compares MLflow runs, `promote` moves a registry alias. Known errors (bad labels,
+`runs` lists and compares MLflow runs, `promote` moves a registry alias, `serve` serves the version it names. Known errors (bad labels,
 params, corpus, model files, unknown runs, unreadable tracking store) end with one clear message and
 exit code 2; a promotion refused by its rule exits with 1.
 """
@@ -105,6 +105,19 @@ def _promote(args) -> int:
     decision, message = tracking.promote(load_params(args.params), args.ref, args.alias, args.force)
     print(message, file=sys.stderr if decision == "refuse" else sys.stdout)
     return 1 if decision == "refuse" else 0
+
+
+def _serve(args) -> int:
+    from pipeline import tracking
+    from pipeline.config import load_params
+
+    _quick_fail()
+    params = load_params(args.params)
+    uri = tracking.version_uri(params, args.alias)  # a missing alias ends here, in one line
+    os.environ["MLFLOW_TRACKING_URI"] = tracking.tracking_uri(params)
+    print(f"serve: {uri} (@{args.alias}) on http://{args.host}:{args.port}", flush=True)
+    cmd = ["models", "serve", "-m", uri, "--env-manager", "local", "-h", args.host, "-p", str(args.port)]
+    os.execv(sys.executable, [sys.executable, "-m", "mlflow", *cmd])
 
 
 def _tag(args) -> int:
@@ -229,6 +242,11 @@ def build_parser() -> argparse.ArgumentParser:
     promote.add_argument("--alias", default="champion")
     promote.add_argument("--force", action="store_true", help="promote even when macro-F1 is lower or not comparable")
     promote.set_defaults(func=_promote)
+    serve = sub.add_parser("serve", help="serve the model version holding an alias over HTTP (MLflow's model server)")
+    serve.add_argument("--alias", default="champion")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=5001)
+    serve.set_defaults(func=_serve)
     _tag_parser(sub)
     return parser
 

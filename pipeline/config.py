@@ -19,6 +19,10 @@ METRICS = Path("metrics/scores.json")
 PLOTS_DIR = Path("metrics/plots")
 LEARNING_CURVE = PLOTS_DIR / "learning_curve.csv"
 CV_DIR = Path("metrics/cv")
+# The same plots as images, for a page with no network and for MLflow (image plots in dvc.yaml).
+PNG_CONFUSION = PLOTS_DIR / "confusion.png"
+PNG_PR = PLOTS_DIR / "precision_recall.png"
+PNG_LEARNING_CURVE = PLOTS_DIR / "learning_curve.png"
 MISCLASSIFIED = Path("data/evaluate/misclassified.csv")
 SEEDS_OUT = Path("data/tagged/seeds.jsonl")
 SEEDS_SUMMARY = Path("data/tagged/seeds_summary.json")
@@ -96,7 +100,14 @@ SCHEMA = {
         "class_weight": lambda v: None if v in (None, "balanced") else "must be balanced or null",
         "seed": _num(0, integer=True),
     },
-    "learning_curve": {"fractions": _fractions, "seed": _num(0, integer=True)},
+    "resources": {
+        "n_jobs": lambda v: (
+            None
+            if isinstance(v, int) and not isinstance(v, bool) and (v == -1 or v >= 1)
+            else "must be -1 (every core) or a whole number >= 1"
+        )
+    },
+    "learning_curve": {"refit": _kind(bool, "true or false"), "fractions": _fractions, "seed": _num(0, integer=True)},
     "evaluate": {"pr_points": _num(2, 10_000, integer=True)},
     "crossval": {
         "folds": _num(2, 20, integer=True),

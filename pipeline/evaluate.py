@@ -18,11 +18,14 @@ from pipeline.config import (
     ON_TOPIC,
     PARAMS,
     PLOTS_DIR,
+    PNG_CONFUSION,
+    PNG_PR,
     TEST,
     load_params,
     section,
 )
 from pipeline.model import load_model, meta_path, predict_articles, write_json
+from pipeline.plots import confusion_png, pr_png
 from pipeline.runs import prediction_refs
 from pipeline.train import article_lists, info_path
 
@@ -102,8 +105,11 @@ def main(params_path: Path = PARAMS) -> None:
 
     PLOTS_DIR.joinpath("pr").mkdir(parents=True, exist_ok=True)
     pd.DataFrame({"actual": gold, "predicted": pred}).to_csv(PLOTS_DIR / "confusion.csv", index=False)
-    for lab, curve in pr_curves(gold, proba, classes, p["pr_points"]).items():
+    curves = pr_curves(gold, proba, classes, p["pr_points"])
+    for lab, curve in curves.items():
         curve.to_csv(PLOTS_DIR / "pr" / f"{lab}.csv", index=False)
+    confusion_png(gold, pred, list(LABELS), PNG_CONFUSION)
+    pr_png(curves, PNG_PR)
     MISCLASSIFIED.parent.mkdir(parents=True, exist_ok=True)
     errors(test, pred, proba, classes).to_csv(MISCLASSIFIED, index=False)
 
@@ -111,7 +117,7 @@ def main(params_path: Path = PARAMS) -> None:
         params,
         info.get("mlflow_run_id"),
         metrics,
-        [PLOTS_DIR / "confusion.csv", MISCLASSIFIED],
+        [PLOTS_DIR / "confusion.csv", MISCLASSIFIED, PNG_CONFUSION, PNG_PR],
         prediction_refs(test, pred, proba),  # which label each test paragraph got, for `runs compare`
     )
     write_json(meta_path(MODEL), {**info, "metrics": metrics, "mlflow_run_id": run_id})

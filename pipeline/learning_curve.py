@@ -1,4 +1,9 @@
-"""Stage `learning_curve`: grouped-test macro-F1 against the share of training articles, to see if more labels still help."""
+"""Stage `learning_curve`: grouped-test macro-F1 against the share of training articles, to see if more labels still help.
+
+Each fraction below 100% is a full training, so the refits run only with `learning_curve.refit: true`
+(`dvc exp run -S learning_curve.refit=true`); otherwise the curve is the trained model's point alone
+and a changed training param costs one training, not four.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +13,20 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline.config import ARTICLES, LEARNING_CURVE, METRICS, MODEL, PARAMS, TEST, TRAIN, load_params, section
+from pipeline.config import (
+    ARTICLES,
+    LEARNING_CURVE,
+    METRICS,
+    MODEL,
+    PARAMS,
+    PNG_LEARNING_CURVE,
+    TEST,
+    TRAIN,
+    load_params,
+    section,
+)
 from pipeline.evaluate import predict_in_context, score
+from pipeline.plots import learning_curve_png
 from pipeline.train import fit, info_path
 
 
@@ -21,7 +38,7 @@ def subsample(train: pd.DataFrame, fraction: float, seed: int) -> pd.DataFrame:
 
 
 def curve(
-    train, test, articles, params: dict, fractions: list[float], seed: int, full: dict | None = None
+    train, test, articles, params: dict, fractions: list[float], seed: int, full: dict | None = None, n_jobs: int = 1
 ) -> pd.DataFrame:
     """Fit on each fraction of the training articles and score on the full test split.
 
@@ -34,7 +51,7 @@ def curve(
         if frac >= 1.0 and full:
             s, seconds = full
         else:
-            model, seconds = fit(part, articles, params)
+            model, seconds = fit(part, articles, params, n_jobs=n_jobs)
             pred, _ = predict_in_context(model, test, articles)
             s = score(test.label.tolist(), pred)
         rows.append(
@@ -55,18 +72,26 @@ def curve(
 
 
 def main(params_path: Path = PARAMS) -> None:
+    from pipeline import tracking  # MLflow only in entry points
+
     params = load_params(params_path)
     p = section(params, "learning_curve")
     info = json.loads(info_path(MODEL).read_text(encoding="utf-8"))
     full = (json.loads(METRICS.read_text(encoding="utf-8")), info["train_seconds"])
+    fractions = p["fractions"] if p["refit"] else [1.0]
     table = curve(
         pd.read_parquet(TRAIN),
         pd.read_parquet(TEST),
         pd.read_parquet(ARTICLES),
         section(params, "train"),
-        p["fractions"],
+        fractions,
         p["seed"],
         full,
+        section(params, "resources")["n_jobs"],
     )
     LEARNING_CURVE.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(LEARNING_CURVE, index=False)
+    learning_curve_png(table, PNG_LEARNING_CURVE)
+    tracking.log_files(params, info.get("mlflow_run_id"), [LEARNING_CURVE, PNG_LEARNING_CURVE], "evaluation")
+    if not p["refit"]:
+        print("learning_curve: the 100% point only; `dvc exp run -S learning_curve.refit=true` refits the fractions")

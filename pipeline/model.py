@@ -109,7 +109,7 @@ def build_model(params: dict, word_cache: dict | None = None) -> Pipeline:
 
 
 def drop_caches(model):
-    """Empty every WordSegmenter cache so the saved model carries no training text."""
+    """Empty every WordSegmenter cache so the saved model carries no training text, nor anything of this process."""
     if isinstance(model, ContextModel):
         model.word_cache = None
         drop_caches(model.paragraph_model_)
@@ -117,6 +117,10 @@ def drop_caches(model):
     for _, step in _walk(model):
         if isinstance(step, WordSegmenter):
             step.cache = None
+        # A fitted vectorizer remembers id(stop_words), a memory address that differs in every process,
+        # so two identical trainings would pickle to different bytes; it is only a "checked" marker.
+        if hasattr(step, "_stop_words_id"):
+            del step._stop_words_id
     return model
 
 
@@ -470,8 +474,11 @@ class ContextModel(BaseEstimator, ClassifierMixin):
         return sparse.hstack(blocks).tocsr()
 
     # -- training ---------------------------------------------------------------------------
-    def fit(self, articles: list[list[str]], labels: list[list[str | None]]):
-        """Fit on whole articles; `labels` holds one label or None (unlabeled neighbour) per paragraph."""
+    def fit(self, articles: list[list[str]], labels: list[list[str | None]], n_jobs: int = 1):
+        """Fit on whole articles; `labels` holds one label or None (unlabeled neighbour) per paragraph.
+
+        `n_jobs` processes fit the out-of-fold models; the saved model is the same bytes for any value.
+        """
         from sklearn.model_selection import GroupKFold
 
         flat = [p for art in articles for p in art]
@@ -486,15 +493,29 @@ class ContextModel(BaseEstimator, ClassifierMixin):
         self.classes_ = self.paragraph_model_.classes_
         self.off_index_ = list(self.classes_).index("off_topic")
 
-        # Out-of-fold first pass for every paragraph, labeled or not, grouped by article.
+        # Out-of-fold first pass for every paragraph, labeled or not, grouped by article. The folds are
+        # independent deterministic fits, so they run in parallel. Only they: a calibrated classifier
+        # fitted in a worker comes back as copies where one process shares arrays, which pickles to
+        # other bytes (same values).
+        from joblib import Parallel, delayed
+
+        def fold_proba(params, word_cache, train_texts, train_y, held_texts):
+            return build_model(params, word_cache).fit(train_texts, train_y).predict_proba(held_texts)
+
         P = np.zeros((len(flat), len(self.classes_)))
         folds = GroupKFold(n_splits=self.cv)
-        for tr, _ in folds.split(texts[known], y[known], group[known]):
-            tr_articles = set(group[known][tr])
-            held = ~np.isin(group, list(tr_articles))
-            fold_model = build_model(self.params, self.word_cache)
-            fold_model.fit(texts[known][tr].tolist(), y[known][tr].tolist())
-            P[held] = fold_model.predict_proba(texts[held].tolist())
+        splits = [
+            (tr, ~np.isin(group, list(set(group[known][tr]))))
+            for tr, _ in folds.split(texts[known], y[known], group[known])
+        ]
+        tasks = (
+            delayed(fold_proba)(
+                self.params, self.word_cache, texts[known][tr].tolist(), y[known][tr].tolist(), texts[held].tolist()
+            )
+            for tr, held in splits
+        )
+        for (_, held), proba in zip(splits, Parallel(n_jobs=n_jobs)(tasks), strict=True):
+            P[held] = proba
 
         X = self._features(flat)
         Z = self._blocks(X, P, bounds)

@@ -144,6 +144,13 @@ def check_model_source(text: str) -> str:
     return "file"
 
 
+def missing_alias(name: str, alias: str, has_versions: bool) -> str:
+    """The one line for an alias no version has: which command creates it."""
+    if not has_versions:
+        return f"{name}: no registered version yet, so no @{alias}; `dvc repro` trains and registers one (the first becomes @champion)"
+    return f"{name}: no version has the alias @{alias} yet; `python -m pipeline promote VERSION --alias {alias}` creates it"
+
+
 # -- the table ---------------------------------------------------------------------------------
 
 

@@ -14,6 +14,7 @@ import contextlib
 import json
 import os
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -33,6 +34,12 @@ EXAMPLE_TEXTS = [
 # What the served model needs, pinned to what trained it. Listing it skips MLflow's requirement
 # inference (which reloads the model in a subprocess) and its guess `trafficking-topics==0.1.0`,
 # a package no index has; the code itself travels in the model's code_paths.
+# The MLflow 3 UI opens an experiment on its GenAI overview (traces, token usage) unless it knows the
+# experiment holds model training runs: this tag (values of the UI's `ExperimentKind`) where the UI
+# reads it; 3.17's UI reads the address's `workflowType=machine_learning` instead (`make ui` prints it).
+EXPERIMENT_KIND = "mlflow.experimentKind"
+TRAINING_KIND = "custom_model_development"
+CHAMPION = "champion"
 REQUIREMENTS = ("mlflow", "cloudpickle", "scikit-learn", "scipy", "numpy", "pandas", "joblib", "pyyaml", "underthesea")
 
 
@@ -44,7 +51,9 @@ def configure(params: dict) -> str:
         os.environ.get("MLFLOW_TRACKING_URI") or params["mlflow"]["tracking_uri"], os.environ.get("DVC_ROOT")
     )
     mlflow.set_tracking_uri(uri)
-    mlflow.set_experiment(params["mlflow"]["experiment"])
+    exp = mlflow.set_experiment(params["mlflow"]["experiment"])
+    if exp.tags.get(EXPERIMENT_KIND) != TRAINING_KIND:  # new experiments, and those made before the tag
+        mlflow.set_experiment_tag(EXPERIMENT_KIND, TRAINING_KIND)
     return uri
 
 
@@ -202,7 +211,26 @@ def log_training(params: dict, info: dict, model_path: Path) -> str:
                 pip_requirements=pip_requirements(),
                 registered_model_name=params["mlflow"].get("registered_model") or None,
             )
+        if params["mlflow"].get("registered_model"):
+            note = ensure_champion(mlflow.MlflowClient(), params["mlflow"]["registered_model"])
+            if note:
+                print(f"train: {note}")
         return run.info.run_id
+
+
+def log_files(params: dict, run_id: str | None, paths: list[Path], folder: str) -> None:
+    """Add files that exist to a run's artifacts under `folder` (nothing when the run is not in this store)."""
+    configure(params)
+    if not run_id:
+        return
+    client = mlflow.MlflowClient()
+    try:
+        client.get_run(run_id)
+    except mlflow.exceptions.MlflowException:
+        return  # trained against another store: evaluate already said so in a run of its own
+    for path in paths:
+        if Path(path).exists():
+            client.log_artifact(run_id, str(path), artifact_path=folder)
 
 
 def log_evaluation(
@@ -322,11 +350,11 @@ def _version(client, ref: dict, name: str):
     if ref["kind"] == "version":
         return client.get_model_version(ref["name"], ref["version"])
     if ref["kind"] == "alias":
+        if ref["alias"] == CHAMPION and (note := ensure_champion(client, ref["name"])):
+            print(f"note: {note}", file=sys.stderr)
         aliases = _aliases(client, ref["name"])
         if ref["alias"] not in aliases:
-            raise runs.RunsError(
-                f"{ref['name']}: no version has the alias @{ref['alias']} yet (see `pipeline promote`)"
-            )
+            raise runs.RunsError(runs.missing_alias(ref["name"], ref["alias"], _has_versions(client, ref["name"])))
         return client.get_model_version(ref["name"], aliases[ref["alias"]])
     client.get_run(ref["run_id"])  # an unknown run id fails here, with MLflow's "not found"
     versions = client.search_model_versions(f"name = '{name}' and run_id = '{ref['run_id']}'")
@@ -344,6 +372,37 @@ def _aliases(client, name: str) -> dict:
         if e.error_code == "RESOURCE_DOES_NOT_EXIST":
             return {}
         raise
+
+
+def _has_versions(client, name: str) -> bool:
+    return bool(client.search_model_versions(f"name = '{name}'", max_results=1))
+
+
+def ensure_champion(client, name: str) -> str | None:
+    """Give @champion to the first registered version when no version has it; say so, or None if nothing changed."""
+    if CHAMPION in _aliases(client, name):
+        return None
+    versions = client.search_model_versions(f"name = '{name}'")
+    if not versions:
+        return None
+    first = min(versions, key=lambda v: int(v.version))
+    client.set_registered_model_alias(name, CHAMPION, first.version)
+    return (
+        f"{name} had no @{CHAMPION}: v{first.version}, its first registered version, is @{CHAMPION} now "
+        f"(`python -m pipeline promote VERSION` moves it)"
+    )
+
+
+def version_uri(params: dict, alias: str = CHAMPION) -> str:
+    """`models:/NAME/VERSION` of the version holding `alias`, for a command that serves it; RunsError in one line."""
+    uri = tracking_uri(params)
+    client = connect(uri)
+    name = params["mlflow"].get("registered_model")
+    if not name:
+        raise runs.RunsError("configs/params.yaml: mlflow.registered_model is not set")
+    with store_errors(uri):
+        version = _version(client, {"kind": "alias", "name": name, "alias": alias}, name)
+    return f"models:/{name}/{version.version}"
 
 
 def _run_id(client, text: str, name: str) -> str:

@@ -6,7 +6,9 @@ import hashlib
 import time
 from pathlib import Path
 
+import joblib
 import pandas as pd
+from threadpoolctl import threadpool_limits
 
 from pipeline.config import ARTICLES, MODEL, PARAMS, TOKENS, TRAIN, load_params, section
 from pipeline.model import ContextModel, build_model, save_model, write_json
@@ -30,11 +32,22 @@ def article_lists(articles: pd.DataFrame, labeled: pd.DataFrame) -> tuple[list[s
     return ids, paras, labels
 
 
-def fit(train: pd.DataFrame, articles: pd.DataFrame, params: dict, word_cache: dict | None = None):
-    """Fit a fresh model on the training rows (in their articles, for the context model); return it and the seconds."""
+def fit(train: pd.DataFrame, articles: pd.DataFrame, params: dict, word_cache: dict | None = None, n_jobs: int = 1):
+    """Fit a fresh model on the training rows (in their articles, for the context model); return it and the seconds.
+
+    `n_jobs` processes fit the context model's out-of-fold folds; the model is the same for any value.
+    """
     start = time.perf_counter()
+    # One BLAS thread in this process and in the fold workers: a sum split over threads rounds
+    # differently, so the thread count (set by n_jobs and by the machine's cores) would change the model.
     if not params["synthetic"]:
         train = train[train.method != "synthetic"]
+    with threadpool_limits(limits=1), joblib.parallel_config(backend="loky", inner_max_num_threads=1):
+        model = _fit(train, articles, params, word_cache, n_jobs)
+    return model, time.perf_counter() - start
+
+
+def _fit(train: pd.DataFrame, articles: pd.DataFrame, params: dict, word_cache: dict | None, n_jobs: int):
     if params["context"]:
         _, paras, labels = article_lists(articles, train)
         model = ContextModel(
@@ -47,11 +60,11 @@ def fit(train: pd.DataFrame, articles: pd.DataFrame, params: dict, word_cache: d
             decision=params["decision"],
             decision_folds=params["decision_folds"],
         )
-        model.fit(paras, labels)
+        model.fit(paras, labels, n_jobs=n_jobs)
     else:
         model = build_model(params, word_cache)
         model.fit(train.text.tolist(), train.label.tolist())
-    return model, time.perf_counter() - start
+    return model
 
 
 def decision_factors(model) -> dict[str, float]:
@@ -78,7 +91,8 @@ def main(params_path: Path = PARAMS) -> None:
     params = load_params(params_path)
     p = section(params, "train")
     train = pd.read_parquet(TRAIN)
-    model, seconds = fit(train, pd.read_parquet(ARTICLES), p, read_word_cache(p))
+    n_jobs = section(params, "resources")["n_jobs"]
+    model, seconds = fit(train, pd.read_parquet(ARTICLES), p, read_word_cache(p), n_jobs)
     info = {
         "labels": [str(c) for c in model.classes_],
         "params": p,

@@ -9,6 +9,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -40,12 +41,15 @@ def run_id_of(dest: Path) -> str:
     return json.loads((dest / "models" / "model.json").read_text(encoding="utf-8"))["mlflow_run_id"]
 
 
+OUTPUT: dict[str, str] = {}
+
+
 @pytest.fixture(scope="module")
 def project(tmp_path_factory, small_corpus):
     """Two real runs: the baseline (C=10) from `dvc repro`, then the experiment `lowc` (C=0.05)."""
     corpus, rows = small_corpus
     dest = make_project(tmp_path_factory.mktemp("runs"), corpus, rows, train={"C": 10.0})
-    run(["dvc", "repro", "evaluate"], dest)
+    OUTPUT["first"] = run(["dvc", "repro", "evaluate"], dest)
     base = run_id_of(dest)
     run(["dvc", "exp", "run", "-S", "train.C=0.05", "-n", "lowc", "evaluate"], dest)
     exp = run_id_of(dest)
@@ -110,6 +114,51 @@ def test_runs_are_named_tagged_and_registered(project, client):
     predictions = pd.read_csv(local)
     assert list(predictions.columns) == ["article_id", "paragraph", "hash", "gold", "predicted", "p_predicted"]
     assert len(predictions) == int(e.data.metrics["n_test"])
+    logged = {f.path for f in client.list_artifacts(exp, "evaluation")}
+    assert {"evaluation/confusion.png", "evaluation/precision_recall.png"} <= logged
+    png = client.download_artifacts(exp, "evaluation/confusion.png", str(dest / "png"))
+    assert Path(png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_first_version_becomes_champion_and_the_experiment_opens_on_runs(project, client):
+    dest, base, _ = project
+    # The MLflow 3 UI shows its GenAI overview unless the experiment says it holds training runs.
+    exp = client.get_experiment_by_name(NAME)
+    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
+    assert str(client.get_registered_model(NAME).aliases["champion"]) == version_of(client, base)
+    assert f"{NAME} had no @champion: v1, its first registered version, is @champion now" in OUTPUT["first"]
+
+
+def test_an_existing_experiment_gets_the_training_kind(tmp_path, monkeypatch):
+    import mlflow
+
+    from pipeline import tracking
+
+    uri = f"sqlite:///{tmp_path / 'old.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    client = mlflow.MlflowClient(uri)
+    exp_id = client.create_experiment("made-before")  # as an older version of the pipeline left it
+    assert "mlflow.experimentKind" not in client.get_experiment(exp_id).tags
+    tracking.configure({"mlflow": {"experiment": "made-before", "tracking_uri": uri}})
+    assert client.get_experiment(exp_id).tags["mlflow.experimentKind"] == "custom_model_development"
+
+
+def test_serve_without_a_registered_version_says_what_creates_it(tmp_path):
+    import mlflow
+
+    uri = f"sqlite:///{tmp_path / 'empty.db'}"
+    mlflow.MlflowClient(uri).create_experiment("empty")
+    env = {**project_env(tmp_path), "MLFLOW_TRACKING_URI": uri}
+    done = subprocess.run(
+        [sys.executable, "-m", "pipeline", "--params", str(Path(__file__).parents[1] / "params.yaml"), "serve"],
+        cwd=Path(__file__).parents[1],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 2, done.stderr
+    (line,) = done.stderr.strip().splitlines()
+    assert "no registered version yet" in line and "`dvc repro`" in line
 
 
 def test_runs_table(project, cli, client):
@@ -183,10 +232,11 @@ def test_promote_refuses_a_worse_model_unless_forced(project, cli, client):
     def champion():
         return str(client.get_registered_model(NAME).aliases.get("champion"))
 
-    code, _, err = cli("runs", "compare", "@champion", better)
-    assert code == 2 and "no version has the alias @champion" in err
+    code, _, err = cli("runs", "compare", "@staging", better)
+    assert code == 2 and "no version has the alias @staging yet" in err
+    assert "`python -m pipeline promote VERSION --alias staging` creates it" in err and "Traceback" not in err
 
-    assert cli("promote", worse)[0] == 0 and champion() == v_worse  # the first champion needs no comparison
+    assert cli("promote", worse, "--force")[0] == 0 and champion() == v_worse
     code, out, _ = cli("promote", v_better)
     assert code == 0 and champion() == v_better and "->" in out
     code, out, err = cli("promote", worse)
@@ -287,10 +337,9 @@ def test_serving_the_champion_answers_like_the_saved_model(project, cli, client,
 
     port = free_port()
     log = (tmp_path / "serve.log").open("w")
-    mlflow_cli = str(Path(sys.executable).parent / "mlflow")
-    cmd = [mlflow_cli, "models", "serve", "-m", f"models:/{NAME}@champion", "--env-manager", "local"]
+    cmd = [sys.executable, "-m", "pipeline", "serve", "--alias", "champion"]  # what `make serve` runs
     server = subprocess.Popen(
-        [*cmd, "-h", "127.0.0.1", "-p", str(port)],
+        [*cmd, "--host", "127.0.0.1", "--port", str(port)],
         cwd=dest,
         env=project_env(dest),
         stdout=log,

@@ -36,6 +36,18 @@ def test_repro_trains_evaluates_and_tags_seeds(project):
     assert {"sha256", "data_hash", "params", "metrics", "mlflow_run_id"} <= set(meta)
     assert (dest / "metrics/plots/confusion.csv").is_file()
     assert (dest / "data/evaluate/misclassified.csv").is_file()
+    for png in ("confusion.png", "precision_recall.png", "learning_curve.png"):
+        assert (dest / "metrics/plots" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", png
+    # the learning curve refits only when asked (learning_curve.refit): here, the trained model's point
+    assert len(pd.read_csv(dest / "metrics/plots/learning_curve.csv")) == 1
+
+
+def test_plots_page_shows_the_images(project, tmp_path):
+    dest, _ = project
+    run(["dvc", "plots", "show", "-o", str(tmp_path / "page")], dest)
+    page = (tmp_path / "page" / "index.html").read_text(encoding="utf-8")
+    for png in ("confusion.png", "precision_recall.png", "learning_curve.png"):
+        assert png in page and "<img" in page, png
 
 
 def test_repro_again_changes_nothing(project):
@@ -74,6 +86,8 @@ def test_mlflow_run_and_pyfunc_match_saved_model(project):
         "Đội bóng giành chiến thắng trong trận chung kết tối qua.",
         "Các nạn nhân được đưa về nơi an toàn và hỗ trợ tâm lý.",
     ]
+    logged = {f.path for f in mlflow.MlflowClient().list_artifacts(meta["mlflow_run_id"], "evaluation")}
+    assert {"evaluation/learning_curve.png", "evaluation/confusion.png", "evaluation/precision_recall.png"} <= logged
     pyfunc = mlflow.pyfunc.load_model(f"runs:/{meta['mlflow_run_id']}/model")
     served = pyfunc.predict(pd.DataFrame({"text": texts}))
     assert len(served) == len(texts)

@@ -242,6 +242,18 @@ def test_spark_engine_equals_local_engine(tmp_path, inputs, parquet_input, model
     assert (lout / "summary.jsonl").read_bytes() == (sout / "summary.jsonl").read_bytes()
 
 
+@pytest.mark.slow
+def test_spark_quiet_prints_nothing(tmp_path, parquet_input, model_file):
+    """Spark's WARN lines and the JVM's notices stay out of a quiet run's standard error."""
+    out = tmp_path / "tags.jsonl"
+    done = tag(
+        [parquet_input, "--engine", "spark", "--spark-master", "local[1]", "--model", model_file, "-o", out, "--quiet"]
+    )
+    assert done.returncode == 0, done.stderr.decode()
+    assert done.stderr.decode() == "" and done.stdout == b""
+    assert len(read_jsonl(out)) > 100
+
+
 # --- Hostile inputs, interruptions and repeated runs (issue 7) ---------------------------------------------
 
 SUBJECTS = ["Lực lượng biên phòng", "Công an tỉnh", "Hai nước láng giềng", "Các nạn nhân", "Đội bóng địa phương"]

@@ -33,8 +33,25 @@ PANDAS3_WARNING = "PySpark does not yet fully support pandas"
 _EXECUTOR: dict = {}
 
 
-def spark_session(master: str):
-    """A Spark session for tagging (loopback only for local masters, this Python for the workers)."""
+# Spark's own log at ERROR only: its default profile prints WARN lines (native Hadoop library,
+# loopback address) and notices about itself on every start, none of which a tag user can act on.
+LOG4J2 = """status = error
+appender.console.type = Console
+appender.console.name = console
+appender.console.target = SYSTEM_ERR
+appender.console.layout.type = PatternLayout
+appender.console.layout.pattern = %d{yy/MM/dd HH:mm:ss} %p %c{1}: %m%n
+rootLogger.level = error
+rootLogger.appenderRef.stdout.ref = console
+"""
+
+
+def spark_session(master: str, log_dir: Path):
+    """A Spark session for tagging (loopback only for local masters, this Python for the workers).
+
+    The JVM's console goes to `log_dir`/spark.log (shown if Spark cannot start): Java prints a
+    WARNING for the incubator module Spark's launcher always adds, which no log level silences.
+    """
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
@@ -42,15 +59,33 @@ def spark_session(master: str):
     warnings.filterwarnings("ignore", message=PANDAS3_WARNING, category=FutureWarning)
     from pyspark.sql import SparkSession
 
-    spark = (
+    config = log_dir / "log4j2.properties"
+    config.write_text(LOG4J2, encoding="utf-8")
+    log = log_dir / "spark.log"
+    java_options = f"-Dlog4j2.configurationFile={config.resolve().as_uri()}"
+    builder = (
         SparkSession.builder.master(master)
         .appName("pipeline-tag")
         .config("spark.ui.enabled", "false")
         .config("spark.sql.execution.arrow.maxRecordsPerBatch", "500")
         .config("spark.sql.shuffle.partitions", "8")
         .config("spark.ui.showConsoleProgress", "false")
-        .getOrCreate()
+        .config("spark.driver.extraJavaOptions", java_options)
+        .config("spark.executor.extraJavaOptions", java_options)
     )
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(log, "wb") as f:
+            os.dup2(f.fileno(), 2)  # the JVM started now inherits this as its standard error
+        spark = builder.getOrCreate()
+    except BaseException:
+        os.dup2(saved, 2)
+        sys.stderr.write(log.read_text(encoding="utf-8", errors="replace"))
+        raise
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
     spark.sparkContext.setLogLevel("ERROR")
     return spark
 
@@ -140,7 +175,7 @@ def run_spark(sources: list, options: TagOptions, master: str, stdin) -> Iterato
     try:
         staged = tmp / "articles.parquet"
         yield from _stage(sources, options, stdin, staged)
-        spark = spark_session(master)
+        spark = spark_session(master, tmp)
         spark.sparkContext.addPyFile(_code_zip(tmp))
         yield from _score(spark, spark.sparkContext.broadcast(model), options, staged)
     finally:

@@ -243,3 +243,40 @@ def test_every_kind_of_model_the_project_trains_loads_with_the_trusted_types(tmp
     write_json(meta_path(path), {"sha256": save_model(model, path)})
     loaded, _ = load_model(path)
     assert predict(loaded, [COOP, OFF])[1] == pytest.approx(predict(model, [COOP, OFF])[1])
+
+
+# Trains the toy context model in a fresh interpreter and prints the saved file's sha256: a new
+# process has other memory addresses and (with another PYTHONHASHSEED) another string hash order.
+TRAIN_AND_SAVE = """
+import sys
+from pathlib import Path
+
+sys.path.insert(0, {tests!r})
+from test_model import PARAMS, toy_articles
+
+from pipeline.model import ContextModel, save_model
+
+arts, labels = toy_articles()
+model = ContextModel({{**PARAMS, "min_df": 1}}, cv=3, title=True).fit(arts, labels, n_jobs=int(sys.argv[2]))
+print(save_model(model, Path(sys.argv[1])))
+"""
+
+
+def test_same_inputs_give_the_same_model_bytes_in_any_process_and_job_count(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    script = TRAIN_AND_SAVE.format(tests=str(Path(__file__).parent))
+    shas = []
+    for seed, n_jobs in (("1", "1"), ("2", "2"), ("3", "1")):
+        env = {**os.environ, "PYTHONHASHSEED": seed, "PYTHONPATH": str(root)}
+        out = tmp_path / f"model-{seed}.joblib"
+        done = subprocess.run(
+            [sys.executable, "-c", script, str(out), n_jobs], env=env, cwd=root, capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stderr
+        shas.append(done.stdout.split()[-1])
+    assert len(set(shas)) == 1, shas
