@@ -298,8 +298,8 @@ def export(queue_file: Path, out: Path, params_path: Path) -> int:
     """Write a queued batch for annotators, with each paragraph's text and its neighbours as context (JSONL or CSV)."""
     import pandas as pd
 
+    from pipeline.files import atomic_open
     from pipeline.labels import safe_cell
-    from pipeline.tagging.outputs import atomic_open
     from pipeline.text import read_corpus
 
     corpus_dir, max_chars = _params(params_path)

@@ -159,7 +159,7 @@ def safe_cell(value: str) -> str:
 
 def write_label_file(path: Path, labels: Iterable[Label]) -> None:
     """Write labels sorted by reference, atomically; free text (the annotator) is kept from reading as a formula."""
-    from pipeline.tagging.outputs import atomic_open
+    from pipeline.files import atomic_open
 
     rows = sorted(labels, key=lambda lab: (lab.article_id, lab.paragraph))
     buf = io.StringIO()

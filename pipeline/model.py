@@ -145,7 +145,7 @@ def meta_path(model_path: Path) -> Path:
 
 def atomic_write_bytes(path: Path, write) -> None:
     """Call `write(file)` on a temporary file next to `path`, then rename it into place (the project's one writer)."""
-    from pipeline.tagging.outputs import atomic_open
+    from pipeline.files import atomic_open
 
     with atomic_open(Path(path)) as f:
         write(f)
