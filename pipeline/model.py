@@ -406,6 +406,16 @@ def choose_factors(y: np.ndarray, proba: np.ndarray, classes, rule: str = "off_f
     return factors, steps
 
 
+def proba_in(classes, fitted, X) -> np.ndarray:
+    """`fitted.predict_proba(X)` with columns in `classes` order; a class its training fold lacked gets 0."""
+    proba = fitted.predict_proba(X)
+    if list(fitted.classes_) == list(classes):
+        return proba
+    out = np.zeros((proba.shape[0], len(classes)))
+    out[:, [list(classes).index(c) for c in fitted.classes_]] = proba
+    return out
+
+
 def article_score(p_on: np.ndarray, top_k: int) -> float:
     """How on-topic an article is: the mean of its `top_k` highest on-topic probabilities."""
     if not len(p_on):
@@ -500,7 +510,7 @@ class ContextModel(BaseEstimator, ClassifierMixin):
         from joblib import Parallel, delayed
 
         def fold_proba(params, word_cache, train_texts, train_y, held_texts):
-            return build_model(params, word_cache).fit(train_texts, train_y).predict_proba(held_texts)
+            return proba_in(self.classes_, build_model(params, word_cache).fit(train_texts, train_y), held_texts)
 
         P = np.zeros((len(flat), len(self.classes_)))
         folds = GroupKFold(n_splits=self.cv)
@@ -535,8 +545,7 @@ class ContextModel(BaseEstimator, ClassifierMixin):
 
         oof = np.zeros((len(y), len(self.classes_)))
         for tr, te in GroupKFold(n_splits=self.decision_folds).split(Z, y, group):
-            clf = build_classifier(second).fit(Z[tr], y[tr])
-            oof[te] = clf.predict_proba(Z[te])
+            oof[te] = proba_in(self.classes_, build_classifier(second).fit(Z[tr], y[tr]), Z[te])
         return oof
 
     # -- prediction -------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from pipeline.model import (
     predict,
     predict_articles,
     predict_rows,
+    proba_in,
     save_model,
     top_terms,
     write_json,
@@ -280,3 +281,12 @@ def test_same_inputs_give_the_same_model_bytes_in_any_process_and_job_count(tmp_
         assert done.returncode == 0, done.stderr
         shas.append(done.stdout.split()[-1])
     assert len(set(shas)) == 1, shas
+
+
+def test_a_fold_that_lacks_a_label_still_gives_every_column():
+    # a fold of a small training set may have no `statistics` paragraph at all
+    fitted = build_model(PARAMS).fit([COOP, OFF, VICTIM], ["cooperation", "off_topic", "victim_support"])
+    classes = np.array(["cooperation", "off_topic", "statistics", "victim_support"])
+    got = proba_in(classes, fitted, [COOP, OFF])
+    assert got.shape == (2, 4) and (got[:, 2] == 0).all()
+    assert got[:, [0, 1, 3]] == pytest.approx(fitted.predict_proba([COOP, OFF]))
