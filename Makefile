@@ -5,7 +5,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export MLFLOW_DISABLE_TELEMETRY := true
 export SPARK_LOCAL_IP := 127.0.0.1
 
-.PHONY: setup run test test-fast lint ui serve bench clean
+.PHONY: setup run test test-fast lint ui serve bench cv clean
 
 setup: $(VENV)/.installed
 
@@ -45,6 +45,10 @@ serve: setup          ## the @champion model over HTTP on 127.0.0.1:5001 (docs/m
 
 bench: setup
 	$(PY) bench/bench_tag.py
+
+cv: setup             ## grouped 5-fold cross-validation: metrics/cv/$NAME.json (NAME=x SET="-S train.C=5" for a variant)
+	dvc repro prepare
+	$(PY) -m pipeline crossval --name $${NAME:-default} $${SET}
 
 clean:
 	rm -rf data/prepared data/split data/tokens data/evaluate data/tagged models/*.joblib models/*.json
