@@ -15,14 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.config import LABELS
+from pipeline.errors import LabelError  # noqa: F401 - its home is pipeline.errors; imported from here too
 from pipeline.text import Article, paragraph_hash, paragraphs
 
 COLUMNS = ("article_id", "paragraph", "hash", "label", "method", "annotator")
 _HASH = re.compile(r"^[0-9a-f]{16}$")
-
-
-class LabelError(Exception):
-    """Label rows that cannot be used; the message names each file and row."""
 
 
 @dataclass(frozen=True)
