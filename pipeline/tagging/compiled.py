@@ -39,7 +39,8 @@ _WORD_CHARS = []
 def word_chars() -> np.ndarray:
     """Which code points Python's re calls \\w (str.isalnum() or "_"), read from re itself over all of Unicode, once."""
     if not _WORD_CHARS:
-        every = "".join(map(chr, range(0x110000)))
+        # Every code point in one string, built from bytes: a list of 1.1 million one-letter strings would take 100 MB.
+        every = np.arange(0x110000, dtype=np.uint32).tobytes().decode("utf-32-le", "surrogatepass")
         marked = re.sub(r"\w", "\x01", every).encode("utf-32-le", "surrogatepass")
         table = np.frombuffer(marked, dtype=np.uint32) == 1
         table[1] = False  # U+0001 itself is no word character

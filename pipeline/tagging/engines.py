@@ -38,19 +38,15 @@ def _init_worker(options: TagOptions) -> None:
         _WORKER["fatal"] = str(e) or type(e).__name__
 
 
-def _init_pool_worker(options: TagOptions, forked: bool = False) -> None:
-    """Initializer of a pool worker: the main process alone answers Ctrl-C and SIGTERM, then ends the workers.
-
-    `forked`: the main process loaded the model just before forking the workers, which inherit it.
-    """
+def _init_pool_worker(options: TagOptions) -> None:
+    """Initializer of a pool worker: the main process alone answers Ctrl-C and SIGTERM, then ends the workers."""
     # A terminal's Ctrl-C (or hang-up) reaches every process of the group; a worker would die with a traceback.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if hasattr(signal, "SIGHUP"):
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
     # Forked workers inherit the main process's SIGTERM handler; pool.terminate() must simply end them.
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    if not (forked and _WORKER.get("options") is options):
-        _init_worker(options)
+    _init_worker(options)
 
 
 def _run_unit(unit: Unit) -> UnitResult:
@@ -72,12 +68,7 @@ def run_local(units: Iterable[Unit], options: TagOptions, jobs: int) -> Iterator
         for unit in units:
             yield _run_unit(unit)
         return
-    context = _context()
-    forked = context.get_start_method() == "fork"
-    if forked:  # load (and compile) once here: the workers start with it, copy-on-write, instead of each loading it
-        _init_worker(options)
-    pool = context.Pool(jobs, initializer=_init_pool_worker, initargs=(options, forked))
-    _WORKER.clear()  # the workers have their copy; this process only reads and writes
+    pool = _context().Pool(jobs, initializer=_init_pool_worker, initargs=(options,))
     try:
         pending: deque = deque()
         for unit in units:
