@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.config import MODEL, load_params, section
-from pipeline.model import ModelError
+from pipeline.errors import ModelError
 from pipeline.tagging.checkpoint import Checkpoint, job_of
 from pipeline.tagging.inputs import MAX_ARTICLE_MB, MB, expand, printable, units, whole_files
 from pipeline.tagging.outputs import (
