@@ -139,17 +139,20 @@ def plan_inputs(paths: list[str]) -> Plan:
     by_columns: dict = {}
     for path, kind in sources:
         plan.files[path_key(local_uri(path))] = path
-        plan.size += os.path.getsize(path)
-        if kind != "parquet":
-            plan.whole.append(local_uri(path))
-            continue
-        columns = _parquet_columns(path)
-        if isinstance(columns, str):
-            plan.errors.append((path, columns))
-        elif "id" not in columns or "text" not in columns:
-            plan.errors.append((path, f"{path}: a Parquet input needs the columns 'id' and 'text'"))
+        size = os.path.getsize(path)
+        plan.size += size
+        if size == 0 and kind in ("text", "html"):  # Spark's file sources never hand empty files to a task
+            plan.errors += [(path, m) for m in parse_unit(Unit(kind, path, b""), False).errors]
+        elif kind != "parquet":
+            plan.whole.append(local_uri(path))  # an empty JSONL file has no records, as locally
         else:
-            by_columns.setdefault(tuple(columns), []).append(local_uri(path))
+            columns = _parquet_columns(path)
+            if isinstance(columns, str):
+                plan.errors.append((path, columns))
+            elif "id" not in columns or "text" not in columns:
+                plan.errors.append((path, f"{path}: a Parquet input needs the columns 'id' and 'text'"))
+            else:
+                by_columns.setdefault(tuple(columns), []).append(local_uri(path))
     plan.parquet = list(by_columns.values())
     return plan
 
@@ -383,12 +386,11 @@ def code_zip(folder: Path) -> str:
     return str(target)
 
 
-def ship_model(sc, model: str, folder: Path) -> tuple[str, str]:
-    """Ship the model file and its metadata to every executor (addFile); their names and the sha256 expected.
+def model_files(model: str, folder: Path) -> tuple[str, str]:
+    """The model file and its metadata to ship: a local path or MLflow URI (downloaded here, once) is sha256-checked now.
 
-    A local path or an MLflow URI (downloaded here, once) is checked on the driver first, so a
-    missing or altered model fails before any task; a URI the executors read (hdfs://, s3a://,
-    file://) is fetched by them and checked by each Python worker, like every other, before unpickling.
+    A URI the executors read themselves (hdfs://, s3a://, file://) is not read on the driver: each
+    Python worker checks what it fetched, like every other model, before unpickling it.
     """
     from pipeline.model import ModelError, read_meta, sha256_file
 
@@ -398,20 +400,26 @@ def ship_model(sc, model: str, folder: Path) -> tuple[str, str]:
         path, meta_file, _ = download_model(model, folder / "mlflow")
         model, meta = str(path), str(meta_file)
     elif is_uri(model):
-        meta = re.sub(r"\.[^./]*$", "", model) + ".json"
+        return model, re.sub(r"\.[^./]*$", "", model) + ".json"
     else:
         meta = str(Path(model).with_suffix(".json"))
-    if not is_uri(model):
-        if not Path(model).is_file():
-            raise ModelError(f"{model}: model file not found (run `dvc repro` to train one)")
-        expected = read_meta(Path(model), Path(meta))["sha256"]
-        actual = sha256_file(Path(model))
-        if actual != expected:
-            raise ModelError(
-                f"{model}: sha256 {actual[:12]}... does not match {expected[:12]}... recorded in "
-                f"its metadata; refusing to unpickle a file that may have been altered or truncated"
-            )
-    names = (os.path.basename(urlparse(model).path or model), os.path.basename(urlparse(meta).path or meta))
+    if not Path(model).is_file():
+        raise ModelError(f"{model}: model file not found (run `dvc repro` to train one)")
+    expected = read_meta(Path(model), Path(meta))["sha256"]
+    actual = sha256_file(Path(model))
+    if actual != expected:
+        raise ModelError(
+            f"{model}: sha256 {actual[:12]}... does not match {expected[:12]}... recorded in "
+            f"its metadata; refusing to unpickle a file that may have been altered or truncated"
+        )
+    return model, meta
+
+
+def ship_model(sc, model: str, meta: str) -> tuple[str, str]:
+    """Ship the model file and its metadata to every executor (SparkContext.addFile); their names for SparkFiles."""
+    from pipeline.model import ModelError
+
+    names = (os.path.basename(urlparse(model).path), os.path.basename(urlparse(meta).path))
     if names[0] == names[1]:
         raise ModelError(f"{model}: the model and its metadata need different file names")
     sc.addFile(model)
@@ -457,11 +465,13 @@ def _sibling(uri: str, prefix: str) -> str:
     return f"{head}/.{name}.{prefix}-{uuid.uuid4().hex[:12]}"
 
 
-def check_output(store: Store, out: str, plan: Plan) -> None:
-    """Refuse an output that is an input, inside an input folder, a file, a link, or a folder this engine did not write."""
-    local = urlparse(out).scheme == "file"
+def check_output(out: str, plan: Plan, store: Store | None = None) -> None:
+    """Refuse an output that is an input, holds one, is a file, a link, or a folder this engine did not write.
+
+    A local output is checked before Spark starts; one on a cluster file system through `store`.
+    """
     target = path_key(out)
-    if local:
+    if urlparse(out).scheme == "file":
         if os.path.islink(target):
             raise OutputError(f"{target}: is a symbolic link; give the output folder itself")
         real = os.path.realpath(target)
@@ -469,11 +479,15 @@ def check_output(store: Store, out: str, plan: Plan) -> None:
             rp = os.path.realpath(p)
             if rp == real or rp.startswith(real + os.sep):
                 raise OutputError(f"{target}: the output folder would hold or replace an input ({p})")
-    if not store.exists(out):
+        exists, is_dir = os.path.exists(target), os.path.isdir(target)
+        names = sorted(os.listdir(target)) if is_dir else []
+    elif store is not None:
+        exists, is_dir = store.exists(out), store.is_dir(out)
+        names = store.names(out) if is_dir else []
+    else:
         return
-    if not store.is_dir(out):
+    if exists and not is_dir:
         raise OutputError(f"{target}: is a file; --engine spark writes a folder of part files: give a folder")
-    names = store.names(out)
     if names and JOB_FILE not in names:
         raise OutputError(f"{target}: is a folder that `tag --engine spark` did not write; refusing to replace it")
 
@@ -672,31 +686,34 @@ def output_uri(output: str | None) -> str:
     return output if is_uri(output) else local_uri(output)
 
 
-def tag_on_spark(spark, paths: list[str], output: str, options: TagOptions, model: str, quiet: bool = False) -> int:
-    """Tag every input on `spark` into the folder `output`; print messages and counts; the exit code (0, or 1 if some failed)."""
+def prepare(paths: list[str], output: str | None, options: TagOptions) -> tuple[Plan, str]:
+    """Everything checked before Spark starts: the format, the inputs listed, a local output; (plan, output URI)."""
     if options.fmt not in ("jsonl", "parquet"):
         raise OutputError(f"--engine spark writes JSONL or Parquet part files, not {options.fmt}")
-    start = time.perf_counter()
     out = output_uri(output)
     plan = plan_inputs(paths)
     if not plan.files and not plan.remote and not plan.missing and not plan.errors:
         raise OutputError("nothing to tag: no inputs given")
-    check_output(Store(spark, out), out, plan)
+    check_output(out, plan)
+    return plan, out
+
+
+def tag_on_spark(spark, plan: Plan, out: str, options: TagOptions, model: tuple[str, str]) -> Counts:
+    """Tag every input of `plan` on `spark` into the folder `out` with the model (file, metadata); the counts."""
+    check_output(out, plan, Store(spark, out))
     sc = spark.sparkContext
     with tempfile.TemporaryDirectory(prefix="tag-spark-") as tmp:
-        names = ship_model(sc, model, Path(tmp))
+        names = ship_model(sc, *model)
         sc.addPyFile(code_zip(Path(tmp)))
-        partitions = max(2 * sc.defaultParallelism, min(10_000, plan.size // BYTES_PER_PARTITION + 1))
         if not plan.whole and not plan.parquet and not plan.remote and not plan.errors:
-            counts = Counts(inputs=len(plan.missing), failed=len(plan.missing))
-        else:
-            try:
-                counts = run_job(spark, plan, options, out, names, partitions)
-            except OutputError:
-                raise
-            except Exception as e:  # py4j and pyspark errors carry the executor's traceback: one line instead
-                raise job_error(e) from None
-    return report(counts, plan, output, time.perf_counter() - start, quiet)
+            return Counts(inputs=len(plan.missing), failed=len(plan.missing))
+        partitions = max(2 * sc.defaultParallelism, min(10_000, plan.size // BYTES_PER_PARTITION + 1))
+        try:
+            return run_job(spark, plan, options, out, names, partitions)
+        except OutputError:
+            raise
+        except Exception as e:  # py4j and pyspark errors carry the executor's traceback: one line instead
+            raise job_error(e) from None
 
 
 def report(counts: Counts, plan: Plan, output: str, seconds: float, quiet: bool) -> int:
@@ -732,23 +749,26 @@ def report(counts: Counts, plan: Plan, output: str, seconds: float, quiet: bool)
 
 
 def run_request(req) -> int:
-    """`tag --engine spark`: a session on `req.spark_master`, the job, the session stopped."""
+    """`tag --engine spark`: checks, a session on `req.spark_master`, the job, the session stopped; the exit code."""
     from pipeline.config import load_params
     from pipeline.tagging.batch import _options
     from pipeline.tagging.outputs import output_format
 
+    start = time.perf_counter()
     if req.report or req.summary or req.resume:
         what = "--report" if req.report else "--summary" if req.summary else "--resume"
         raise OutputError(
             f"{what} is not available with --engine spark: the summary and errors are written beside the part files "
             f"(OUT/{SUMMARY_DIR}, OUT/{ERRORS_DIR})"
         )
-    if STDIN in req.paths:
-        plan_inputs(req.paths)  # raises the message about standard input
     fmt = output_format(req.output, req.fmt)  # a folder named out.parquet holds Parquet parts
     options = _options(req, fmt, load_params(req.params))
-    spark = spark_session(req.spark_master)
-    try:
-        return tag_on_spark(spark, req.paths, req.output, options, req.model, req.quiet)
-    finally:
-        spark.stop()
+    plan, out = prepare(req.paths, req.output, options)
+    with tempfile.TemporaryDirectory(prefix="tag-model-") as tmp:
+        model = model_files(req.model, Path(tmp))
+        spark = spark_session(req.spark_master)
+        try:
+            counts = tag_on_spark(spark, plan, out, options, model)
+        finally:
+            spark.stop()
+    return report(counts, plan, req.output, time.perf_counter() - start, req.quiet)
