@@ -31,7 +31,6 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 from pipeline.tagging.inputs import (
-    RECORD_KINDS,
     STDIN,
     InputError,
     Parsed,
@@ -186,8 +185,8 @@ def _message_row(kind: str, path: str, message: str, pos: int = 0) -> dict:
     return {"_kind": kind, "_file": path, "_pos": line if line is not None else pos, "line": line, "reason": message}
 
 
-def _parsed_rows(path: str, parsed: Parsed, positions: list[int], seen: dict) -> list[dict]:
-    """Rows for the articles and messages of one parsed unit; ids repeated in the same file become warnings."""
+def _parsed_rows(path: str, parsed: Parsed, positions: list[int], seen: dict | None) -> list[dict]:
+    """Rows for the articles and messages of one parsed unit; with `seen`, ids repeated in the file become warnings."""
     from pipeline.tagging.batch import Tally
 
     rows = []
@@ -199,8 +198,8 @@ def _parsed_rows(path: str, parsed: Parsed, positions: list[int], seen: dict) ->
         )
     rows += [_message_row("e", path, m) for m in parsed.errors]
     rows += [_message_row("w", path, m) for m in parsed.warnings]
-    if RECORD_KINDS.get(os.path.splitext(path.lower().removesuffix(".gz"))[1]):
-        tally = seen.setdefault(path, Tally())  # the local engine's check of repeated ids, per file
+    if seen is not None:
+        tally = seen.setdefault(path, Tally())  # the local engine's check of repeated ids in one JSONL file
         ids = [(a.id, w) for a, w in zip(parsed.articles, parsed.wheres, strict=True)]
         rows += [_message_row("w", path, m) for m in tally.remember(path, ids)]
     return rows
@@ -237,24 +236,20 @@ def _whole_file_units(path: str, content: bytes, options: TagOptions) -> Iterato
     yield Unit(kind or "text", path, data)
 
 
-def parse_files(batches, files: dict, options: TagOptions, listed: bool) -> Iterator:
-    """mapInArrow over `binaryFile` rows: each file decoded and parsed by the local engine's functions."""
+def parse_files(batches, files: dict, options: TagOptions) -> Iterator:
+    """mapInArrow over `binaryFile` rows: each file decoded and parsed by the local engine's functions, unit by unit."""
     import pyarrow as pa
 
     schema = _arrow(PARSED_SCHEMA)
     for batch in batches:
         for uri, content in zip(batch.column("path").to_pylist(), batch.column("content").to_pylist(), strict=True):
-            path = _display(uri, files)
-            if listed and not kind_of(path):  # a folder listed by Spark: only known extensions, as locally
-                yield pa.RecordBatch.from_pylist([{"_kind": "k", "_file": path, "_pos": 0, "reason": path}], schema)
-                continue
-            rows, seen = [], {}
+            path, seen = _display(uri, files), {}
             for unit in _whole_file_units(path, content, options):
                 parsed = parse_unit(unit, options.paragraphs_mode, options.max_bytes)
                 positions = [_where_line(w, path) or 0 for w in parsed.wheres]
-                rows += _parsed_rows(path, parsed, positions, seen)
-            if rows:
-                yield pa.RecordBatch.from_pylist(rows, schema)
+                rows = _parsed_rows(path, parsed, positions, seen if unit.kind == "jsonl" else None)
+                if rows:
+                    yield pa.RecordBatch.from_pylist(rows, schema)
 
 
 def parse_records(batches, files: dict, options: TagOptions) -> Iterator:
@@ -273,7 +268,7 @@ def parse_records(batches, files: dict, options: TagOptions) -> Iterator:
                 parsed.add(record_article(rec, path, where, options.paragraphs_mode, options.max_bytes), where)
             except InputError as e:
                 parsed.errors.append(str(e))
-            rows += _parsed_rows(path, parsed, [row] * len(parsed.articles), {})
+            rows += _parsed_rows(path, parsed, [row] * len(parsed.articles), None)
         if rows:
             yield pa.RecordBatch.from_pylist(rows, schema)
 
@@ -317,7 +312,7 @@ def out_schema(options: TagOptions):
     return pa.schema(keys + fields)
 
 
-SEVERITY = {"e": "error", "w": "warning", "k": "skipped"}
+SEVERITY = {"e": "error", "w": "warning"}
 
 
 def _message_out(row: dict, fmt: str) -> dict:
@@ -517,7 +512,6 @@ class Counts:
     inputs: int = 0
     failed: int = 0
     warned: int = 0
-    skipped: int = 0
     articles: int = 0
     paragraphs: int = 0
     on_topic: int = 0
@@ -532,7 +526,7 @@ def _read(spark, plan: Plan, options: TagOptions):
     files = dict(plan.files)
     if plan.whole:
         binary = spark.read.format("binaryFile").load(plan.whole)
-        frames.append(binary.mapInArrow(lambda b: parse_files(b, files, options, False), PARSED_SCHEMA))
+        frames.append(binary.mapInArrow(lambda b: parse_files(b, files, options), PARSED_SCHEMA))
     for uris in plan.parquet:
         records = spark.read.parquet(*uris)
         meta = [F.col("_metadata.file_path").alias("_uri"), F.col("_metadata.row_index").alias("_row")]
@@ -571,7 +565,7 @@ def _read_remote(spark, uri: str, options: TagOptions) -> list:
     try:
         if not is_file or kind_of(name) != "parquet":
             binary = (reader if is_file else reader.option("pathGlobFilter", WHOLE_GLOB)).format("binaryFile").load(uri)
-            frames.append(binary.mapInArrow(lambda b: parse_files(b, {}, options, False), PARSED_SCHEMA))
+            frames.append(binary.mapInArrow(lambda b: parse_files(b, {}, options), PARSED_SCHEMA))
         if not is_file or kind_of(name) == "parquet":
             pq = reader if is_file else reader.option("pathGlobFilter", "*.{parquet,pq}").option("mergeSchema", "true")
             with _no_files_ok():
@@ -616,7 +610,7 @@ def run_job(spark, plan: Plan, options: TagOptions, out: str, names: tuple[str, 
         summary = ["value"] if options.fmt == "jsonl" else summary_columns()
         _write(scored.where(F.col("_kind") == "s").select(*summary), f"{staging}/{SUMMARY_DIR}", options.fmt)
         errors = ["value"] if options.fmt == "jsonl" else list(ERROR_COLUMNS)
-        messages = scored.where(F.col("_kind").isin("e", "w", "k"))
+        messages = scored.where(F.col("_kind").isin("e", "w"))
         _write(messages.sortWithinPartitions(*order).select(*errors), f"{staging}/{ERRORS_DIR}", options.fmt)
         counts = _counts(scored)
         counts.inputs += len(plan.missing)
@@ -660,8 +654,6 @@ def _counts(scored) -> Counts:
             counts.failed = n
         elif kind == "w":
             counts.warned = n
-        elif kind == "k":
-            counts.skipped = n
     counts.inputs = counts.articles + counts.failed
     return counts
 
@@ -721,9 +713,9 @@ def report(counts: Counts, plan: Plan, output: str, seconds: float, quiet: bool)
     for path in plan.missing:
         print(f"error: {path}: no such file or folder", file=sys.stderr)
     for kind, message in counts.printed:
-        label = {"e": "error", "w": "warning", "k": "note: skipped"}[kind]
+        label = {"e": "error", "w": "warning"}[kind]
         print(f"{label}: {message}", file=sys.stderr)
-    shown = counts.failed - len(plan.missing) + counts.warned + counts.skipped
+    shown = counts.failed - len(plan.missing) + counts.warned
     if shown > MAX_MESSAGES:
         print(f"error: ... {shown - MAX_MESSAGES} more messages in {output}/{ERRORS_DIR}", file=sys.stderr)
     if plan.skipped:
