@@ -101,7 +101,8 @@ def job_env(tmp_path_factory, cluster):
     events = conf / "events"
     events.mkdir()
     (conf / "spark-defaults.conf").write_text(
-        f"spark.executor.memory 512m\nspark.eventLog.enabled true\nspark.eventLog.dir {events.as_uri()}\n",
+        "spark.executor.memory 512m\nspark.eventLog.enabled true\nspark.eventLog.compress false\n"
+        f"spark.eventLog.rolling.enabled false\nspark.eventLog.dir {events.as_uri()}\n",
         encoding="utf-8",
     )
     env = cluster_env(cluster.work)
@@ -121,7 +122,7 @@ def sorted_frame(frame: pd.DataFrame, keys=KEYS) -> pd.DataFrame:
 def failed_tasks(events: Path) -> list[str]:
     """The end reasons of every task that did not succeed, from the event logs of the jobs run so far."""
     reasons = []
-    for log in events.iterdir():
+    for log in (p for p in events.rglob("*") if p.is_file() and not p.name.startswith(".")):
         for line in log.read_text(encoding="utf-8", errors="replace").splitlines():
             event = json.loads(line)
             if event.get("Event") == "SparkListenerTaskEnd" and event["Task End Reason"]["Reason"] != "Success":
