@@ -4,8 +4,8 @@ Prints, for the local engine and for Spark (local[N], then a standalone cluster 
 127.0.0.1 unless --skip-cluster): paragraphs per second after the Spark session started, the
 session's start time, the driver's peak RSS (the Python driver and its JVM, which in local mode
 runs the executors' JVM side too) and the executors' peak RSS (their Python workers, and on the
-cluster the executor JVMs); then the driver's peak RSS with the input 1x and `--scale`x (copies
-of the file in a temporary folder).
+cluster the executor JVMs), with the input 1x and `--scale`x: the first 1/`--scale` of the file,
+then the whole file (copies of one file would be scored from the model's cache).
 
     python bench/bench_spark.py [--model models/model.joblib] [--jobs 2] [--scale 4] [--skip-cluster]
 """
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gzip
 import json
 import shutil
 import subprocess
@@ -124,67 +125,56 @@ def main() -> None:
         return
     source, model = Path(args.source).resolve(), Path(args.model).resolve()
     rows = []
+
+    def show(row) -> None:
+        name, scale, rate, session, seconds, found = row
+        start = f"{session:.1f}" if session is not None else ""
+        execs = mib(found["executors"]) if session is not None else ""
+        print(
+            f"| {name} | {scale} | {rate:,.0f} | {start} | {seconds:.1f} | {mib(found['driver'])} | {execs} |",
+            flush=True,
+        )
+
+    print(
+        "| engine | input | paragraphs/s after start | session start s | job s | driver peak RSS | executors peak RSS |"
+    )
+    print("|---|---|---:|---:|---:|---:|---:|", flush=True)
     with tempfile.TemporaryDirectory(prefix="bench-spark-") as tmp:
         tmp = Path(tmp)
-        scaled = tmp / "scaled"
-        scaled.mkdir()
-        for i in range(args.scale):
-            shutil.copy(source, scaled / f"copy{i}.jsonl.gz")
+        # 1x is the first 1/scale of the file, `scale`x the whole file (copies would be scored from the cache).
+        with gzip.open(source, "rb") as f:
+            lines = f.readlines()
+        part = tmp / "part.jsonl.gz"
+        part.write_bytes(gzip.compress(b"".join(lines[: len(lines) // args.scale])))
         cmd = [sys.executable, "-m", "pipeline", "tag", str(source), "--model", str(model), "--jobs", str(args.jobs)]
         local = measure([*cmd, "-o", str(tmp / "local.jsonl"), "--quiet"])
         n = (tmp / "local.jsonl").read_bytes().count(b"\n")
-        rows.append(("local engine", args.jobs, "1x", n / local["seconds"], None, local["seconds"], local, None))
-        master = f"local[{args.jobs}]"
-        for scale, inputs in (("1x", [source]), (f"{args.scale}x", [scaled])):
-            found = spark_run(inputs, model, tmp / "spark_out", master)
-            rows.append(
-                (
-                    f"spark {master}",
-                    args.jobs,
-                    scale,
-                    found["paragraphs"] / found["job"],
-                    found["session"],
-                    found["job"],
-                    found,
-                    found,
-                )
-            )
-            print(rows[-1][:6], flush=True)
+        rows.append(
+            ("local engine", f"{args.scale}x (whole file)", n / local["seconds"], None, local["seconds"], local)
+        )
+        show(rows[-1])
+        masters = [f"local[{args.jobs}]"]
+        cluster = None
         if not args.skip_cluster:
             from spark_cluster import Cluster
 
             cluster = Cluster(tmp / "cluster", workers=2, cores=1, memory="2g").start()
-            try:
-                for scale, inputs in (("1x", [source]), (f"{args.scale}x", [scaled])):
-                    found = spark_run(inputs, model, tmp / "cluster_out", cluster.url, cluster)
-                    name = "spark standalone, 2 workers x 1 core"
+            masters.append(cluster.url)
+        try:
+            for master in masters:
+                on = cluster if master.startswith("spark://") else None
+                name = "spark standalone, 2 workers x 1 core" if on else f"spark {master}"
+                for scale, inputs in (("1x", [part]), (f"{args.scale}x (whole file)", [source])):
+                    found = spark_run(inputs, model, tmp / "spark_out", master, on)
                     rows.append(
-                        (
-                            name,
-                            2,
-                            scale,
-                            found["paragraphs"] / found["job"],
-                            found["session"],
-                            found["job"],
-                            found,
-                            found,
-                        )
+                        (name, scale, found["paragraphs"] / found["job"], found["session"], found["job"], found)
                     )
-                    print(rows[-1][:6], flush=True)
-            finally:
+                    show(rows[-1])
+        finally:
+            if cluster is not None:
                 cluster.stop()
-    print(f"\ninput: {source.name} ({n:,} paragraphs at 1x); model {model.name}; {args.jobs} cores, machine shared\n")
-    print(
-        "| engine | input | paragraphs/s after start | session start s | job s | driver peak RSS | executors peak RSS |"
-    )
-    print("|---|---|---:|---:|---:|---:|---:|")
-    for name, _, scale, rate, session, seconds, found, _ in rows:
-        start = f"{session:.1f}" if session is not None else ""
-        execs = mib(found["executors"]) if session is not None else ""
-        driver = mib(found["driver"])
-        print(f"| {name} | {scale} | {rate:,.0f} | {start} | {seconds:.1f} | {driver} | {execs} |")
-    with contextlib.suppress(OSError):
-        print(f"\nload average at the end: {Path('/proc/loadavg').read_text().split()[:3]}")
+    print(f"\ninput: {source.name} ({n:,} paragraphs); model {model.name}; {args.jobs} cores, machine shared")
+    print(f"load average at the end: {Path('/proc/loadavg').read_text().split()[:3]}")
 
 
 if __name__ == "__main__":
