@@ -254,17 +254,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # no network here; MLflow would try to report
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one bar per download clutters logs
-    from pipeline.config import ParamsError
-    from pipeline.labels import LabelError
-    from pipeline.model import ModelError
-    from pipeline.runs import RunsError
-    from pipeline.tagging.outputs import OutputError
-    from pipeline.text import CorpusError
+    from pipeline.errors import PipelineError
 
     args = build_parser().parse_args(argv)
     try:
         return args.func(args) or 0
-    except (LabelError, ModelError, CorpusError, ParamsError, RunsError, OutputError) as e:
+    except PipelineError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import yaml
 
+from pipeline.errors import ParamsError  # noqa: F401 - its home is pipeline.errors; imported from here too
+
 PARAMS = Path("configs/params.yaml")
 LABELS_DIR = Path("data/labels")
 SYNTHETIC_DIR = Path("data/synthetic")
@@ -28,10 +30,6 @@ SEEDS_OUT = Path("data/tagged/seeds.jsonl")
 SEEDS_SUMMARY = Path("data/tagged/seeds_summary.json")
 LABELS = ("cooperation", "victim_support", "statistics", "off_topic")
 ON_TOPIC = LABELS[:3]
-
-
-class ParamsError(Exception):
-    """The params file is missing, unreadable, or has a value of the wrong type or range."""
 
 
 def _num(lo=None, hi=None, integer=False):

@@ -8,8 +8,10 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from pipeline.errors import PipelineError
 
-class OutputError(Exception):
+
+class OutputError(PipelineError):
     """An output that cannot be written; the message names the path."""
 
 

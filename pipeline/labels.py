@@ -14,16 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.config import LABELS
+from pipeline.errors import LabelError  # noqa: F401 - its home is pipeline.errors; imported from here too
 from pipeline.text import Article, paragraph_hash, paragraphs
 
 COLUMNS = ("article_id", "paragraph", "hash", "label", "method", "annotator")
 _HASH = re.compile(r"^[0-9a-f]{16}$")
 # A cell starting with one of these is a formula to Excel and LibreOffice (tab and CR start one too).
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-
-
-class LabelError(Exception):
-    """Label rows that cannot be used; the message names each file and row."""
 
 
 @dataclass(frozen=True)

@@ -20,16 +20,13 @@ from sklearn.pipeline import FeatureUnion, Pipeline
 from sklearn.preprocessing import FunctionTransformer
 from sklearn.svm import LinearSVC
 
+from pipeline.errors import ModelError  # noqa: F401 - its home is pipeline.errors; imported from here too
 from pipeline.text import normalize
 
 FEATURES = ("syllable", "word", "char")
 # \w+ keeps one-letter words ("ở", "là") that scikit-learn's default pattern drops; "_" joins
 # the syllables of an underthesea word, so "mua_bán" stays one token.
 TOKEN_PATTERN = r"(?u)\b\w+\b"
-
-
-class ModelError(Exception):
-    """A model file that is missing, corrupted, or does not match its recorded checksum."""
 
 
 def normalize_all(texts) -> list[str]:

@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from pipeline.config import LABELS
+from pipeline.errors import RunsError  # noqa: F401 - its home is pipeline.errors; imported from here too
 
 if TYPE_CHECKING:  # annotations only: the table and the diff work on plain dicts
     import numpy as np
@@ -28,10 +29,6 @@ PREDICTIONS_ARTIFACT = "evaluation/predictions.csv"
 CONFUSION_ARTIFACT = "evaluation/confusion.csv"
 REF_COLUMNS = ["article_id", "paragraph", "hash"]
 RUN_ID = re.compile(r"^[0-9a-f]{32}$")
-
-
-class RunsError(Exception):
-    """A run, model version or alias that is not there, or a tracking store that cannot be read."""
 
 
 # -- naming a run ------------------------------------------------------------------------------

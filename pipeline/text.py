@@ -15,6 +15,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pipeline.errors import CorpusError  # noqa: F401 - its home is pipeline.errors; imported from here too
+
 CORPUS_FILES = ("trafficking", "related", "general")
 
 # Zero-width and bidi marks carry no meaning in news text but split tokens apart.
@@ -161,10 +163,6 @@ class Article:
     title: str = ""
     path: str = ""
     extra: dict = field(default_factory=dict)
-
-
-class CorpusError(Exception):
-    """The corpus or an input file cannot be read; the message names the path (and line)."""
 
 
 def read_jsonl(path: Path, need_text: bool = True) -> Iterator[tuple[int, dict]]:

@@ -369,7 +369,7 @@ def test_serving_the_champion_answers_like_the_saved_model(project, cli, client,
             assert a["probability"] == pytest.approx(float(proba[i].max()), abs=1e-9)
         records = post(f"{base}/invocations", {"dataframe_records": [{"text": t} for t in TEXTS[:2]]})
         assert records["predictions"] == answers[:2]
-        inputs = post(f"{base}/invocations", {"inputs": TEXTS[2:]})
+        inputs = post(f"{base}/invocations", {"inputs": [{"text": t} for t in TEXTS[2:]]})
         assert inputs["predictions"] == answers[2:]
 
         # Rows sharing an article_id are one article, in `paragraph` order: the labels and

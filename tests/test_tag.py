@@ -1,5 +1,5 @@
 """`python -m pipeline tag` as a user runs it: mixed inputs with broken ones, every output and option, atomic writes,
-hostile inputs, interrupted and resumed runs, and the Spark engine.
+hostile inputs, interrupted and resumed runs (the Spark engine: tests/test_spark.py).
 
 Sentences in these tests were written for them; the corpus is only read at test time.
 """
@@ -190,68 +190,6 @@ def test_a_failed_run_leaves_the_old_output_and_no_temp_file(tmp_path, inputs, m
     assert done.returncode == 2 and "Traceback" not in err and "sha256" in err
     assert out.read_text(encoding="utf-8") == "old\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.joblib", "model.json", "tags.jsonl"]
-
-
-@pytest.fixture(scope="module")
-def parquet_input(tmp_path_factory, corpus_dir):
-    with gzip.open(corpus_dir / "related.jsonl.gz", "rt", encoding="utf-8") as f:
-        recs = [json.loads(line) for line in itertools.islice(f, 60)]
-    path = tmp_path_factory.mktemp("pq") / "articles.parquet"
-    table = pa.table(
-        {"id": [r["id"] for r in recs], "text": [r["text"] for r in recs], "source": [r["source"] for r in recs]}
-    )
-    pq.write_table(table, path, row_group_size=25)
-    return path
-
-
-@pytest.mark.slow
-def test_spark_engine_equals_local_engine(tmp_path, inputs, parquet_input, model_file):
-    folder, records = inputs
-    runs = {}
-    for engine in ("local", "spark"):
-        out = tmp_path / engine
-        done = tag(
-            [
-                folder,
-                records,
-                parquet_input,
-                "--engine",
-                engine,
-                "--model",
-                model_file,
-                "-o",
-                out / "tags.parquet",
-                "--summary",
-                out / "summary.jsonl",
-                "--min-confidence",
-                "0.6",
-                "--explain",
-                "2",
-            ],
-            timeout=600,
-        )
-        runs[engine] = done, out
-    (local, lout), (spark, sout) = runs["local"], runs["spark"]
-    assert local.returncode == spark.returncode == 1, spark.stderr.decode()
-    errors = [[line for line in d.stderr.decode().splitlines() if line.startswith("error:")] for d in (local, spark)]
-    assert errors[0] == errors[1] and len(errors[0]) == 2
-    assert spark.stderr.decode().strip().splitlines()[-1] == local.stderr.decode().strip().splitlines()[-1]
-    left, right = pd.read_parquet(lout / "tags.parquet"), pd.read_parquet(sout / "tags.parquet")
-    assert len(left) > 1000 and left.article_id.nunique() == 4 + 20 + 60
-    pd.testing.assert_frame_equal(left, right)
-    assert (lout / "summary.jsonl").read_bytes() == (sout / "summary.jsonl").read_bytes()
-
-
-@pytest.mark.slow
-def test_spark_quiet_prints_nothing(tmp_path, parquet_input, model_file):
-    """Spark's WARN lines and the JVM's notices stay out of a quiet run's standard error."""
-    out = tmp_path / "tags.jsonl"
-    done = tag(
-        [parquet_input, "--engine", "spark", "--spark-master", "local[1]", "--model", model_file, "-o", out, "--quiet"]
-    )
-    assert done.returncode == 0, done.stderr.decode()
-    assert done.stderr.decode() == "" and done.stdout == b""
-    assert len(read_jsonl(out)) > 100
 
 
 # --- Hostile inputs, interruptions and repeated runs (issue 7) ---------------------------------------------

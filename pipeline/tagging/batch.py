@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.config import MODEL, load_params, section
-from pipeline.model import ModelError
+from pipeline.errors import ModelError
 from pipeline.tagging.checkpoint import Checkpoint, job_of
 from pipeline.tagging.inputs import MAX_ARTICLE_MB, MB, expand, printable, units, whole_files
 from pipeline.tagging.outputs import (
@@ -184,11 +184,7 @@ def _progress(quiet: bool):
 
 
 def _results(req: TagRequest, sources: list, options: TagOptions, checkpoint):
-    """Results of every unit of work in input order, the units done before an interruption checked and left out."""
-    if req.engine == "spark":
-        from pipeline.tagging.spark import run_spark
-
-        return run_spark(sources, options, req.spark_master, sys.stdin.buffer)
+    """Results of every local unit of work in input order, the units done before an interruption checked and left out."""
     from pipeline.tagging.engines import default_jobs, run_local
 
     todo = units(sources, req.paragraphs, sys.stdin.buffer, options.max_bytes)
@@ -259,6 +255,10 @@ def _signal_name(signum: int) -> str:
 
 def run(req: TagRequest) -> int:
     """Tag every input; returns the exit code (0 all tagged, 1 some inputs failed, 128 + N stopped by signal N)."""
+    if req.engine == "spark":  # executors read and write a folder of part files themselves (spark.py)
+        from pipeline.tagging.spark import run_request
+
+        return run_request(req)
     start = time.perf_counter()
     params = load_params(req.params)
     sources, missing, skipped, notes = expand(req.paths)

@@ -21,6 +21,18 @@ _SPACELESS_PATTERNS = (r"(?u)\b\w+\b", r"(?u)\b\w\w+\b")
 # Tokens of r"(?u)\b\w+\b" in text of several documents joined by newlines, and the newlines.
 _WORD_OR_NEWLINE = re.compile(r"\w+|\n")
 _NEWLINE = -1  # the token id of a newline between documents
+# The scikit-learn releases whose private TfidfVectorizer._count_vocab (and TF-IDF arithmetic) these paths were
+# checked against: with any other, the model keeps its plain scikit-learn path.
+SUPPORTED_SKLEARN = ("1.9.",)
+
+
+def sklearn_supported(version: str | None = None) -> bool:
+    """Whether the installed scikit-learn (or `version`) is one the fast paths reproduce."""
+    if version is None:
+        import sklearn
+
+        version = sklearn.__version__
+    return version.startswith(SUPPORTED_SKLEARN)
 
 
 class FastCountTfidf(TfidfVectorizer):
@@ -116,9 +128,9 @@ def _count(vec: TfidfVectorizer, docs: list, tables: dict):
     return X
 
 
-def _qualifies(vec) -> bool:
+def qualifies(vec) -> bool:
     """Whether `vec` is a fitted word n-gram TfidfVectorizer whose counting FastCountTfidf reproduces exactly."""
-    if type(vec) is not TfidfVectorizer or not hasattr(vec, "vocabulary_"):
+    if type(vec) not in (TfidfVectorizer, FastCountTfidf) or not hasattr(vec, "vocabulary_"):
         return False
     lo, hi = vec.ngram_range
     return (
@@ -141,13 +153,18 @@ def _fast_copy(vec: TfidfVectorizer) -> FastCountTfidf:
 
 
 def accelerate(model):
-    """Swap every qualifying TfidfVectorizer inside `model` (pipelines, unions, a context model's first pass) in place."""
+    """Swap every qualifying TfidfVectorizer inside `model` (pipelines, unions, a context model's first pass) in place.
+
+    With a scikit-learn release it was not checked against, the model is returned as it is.
+    """
+    if not sklearn_supported():
+        return model
     for holder in ("steps", "transformer_list"):
         items = getattr(model, holder, None)
         if isinstance(items, list):
             for i, item in enumerate(items):
                 name, est = item[0], item[1]
-                items[i] = (name, _fast_copy(est), *item[2:]) if _qualifies(est) else (name, accelerate(est), *item[2:])
+                items[i] = (name, _fast_copy(est), *item[2:]) if qualifies(est) else (name, accelerate(est), *item[2:])
     inner = getattr(model, "paragraph_model_", None)
     if inner is not None:
         model.paragraph_model_ = accelerate(inner)

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.config import LABELS
 from pipeline.tagging.inputs import MAX_ARTICLE_MB, MB, Parsed, Unit, parse_unit
-from pipeline.tagging.records import article_summary, paragraph_records
+from pipeline.tagging.records import UNCERTAIN, article_summary, paragraph_records
 from pipeline.text import Article, normalize, paragraphs
 
 
@@ -118,13 +119,24 @@ def load_for_tagging(model: str):
 class Scorer:
     """A model with a cache: a paragraph (or, for a context model, a whole article) already scored in this process is not scored again."""
 
-    def __init__(self, model, cache_size: int = 200_000):
-        self.model = model
+    def __init__(self, model, cache_size: int = 200_000, compiled: bool = True):
+        from pipeline.tagging.compiled import compile_model
+
+        self.model = model  # the scikit-learn path: --explain reads its weights, and it scores what `compiled` cannot
+        self.compiled = compile_model(model) if compiled else None
         self.classes = [str(c) for c in model.classes_]
         # A context model's probabilities depend on the neighbours, so it caches whole articles.
         self.by_article = hasattr(model, "predict_proba_articles")
         self.cache: dict = {}
         self.cache_size = cache_size
+
+    def _predict(self, articles: list[list[str]], normalized: bool) -> list[np.ndarray]:
+        """predict_articles through the compiled model when there is one (the same probabilities), else scikit-learn."""
+        if self.compiled is not None:
+            return self.compiled.predict_proba_articles(articles, normalized)
+        from pipeline.model import predict_articles
+
+        return predict_articles(self.model, articles)
 
     def _scores(self, keys: list[bytes], items: list, score) -> dict:
         """Rows by key: cached ones looked up, the others scored by `score(new_items)` and remembered."""
@@ -138,21 +150,27 @@ class Scorer:
             self.cache.update(zip((k for k, _ in new), rows, strict=True))
         return found
 
-    def probabilities(self, articles: list[list[str]]) -> list[np.ndarray]:
-        """One probability matrix (paragraphs x classes) per article, scoring only what the cache lacks."""
-        from pipeline.model import predict_articles
+    def probabilities(self, articles: list[list[str]], normalized: bool = False) -> list[np.ndarray]:
+        """One probability matrix (paragraphs x classes) per article, scoring only what the cache lacks.
 
+        `normalized` says every paragraph is normalize()d already (as `cut` returns them): the model's
+        first step would leave them as they are, so the compiled model skips it.
+        """
         if self.by_article:
             keys = [_digest("\n".join(a)) for a in articles]  # paragraphs never contain a newline
             unique = dict(zip(keys, articles, strict=True))
-            found = self._scores(list(unique), list(unique.values()), lambda new: predict_articles(self.model, new))
+            found = self._scores(list(unique), list(unique.values()), lambda new: self._predict(new, normalized))
             return [found[k] for k in keys]
         # A paragraph model reads paragraphs alone: the distinct new ones are scored as one batch.
         keys = [[_digest(p) for p in a] for a in articles]
         unique = {k: p for ks, a in zip(keys, articles, strict=True) for k, p in zip(ks, a, strict=True)}
-        found = self._scores(list(unique), list(unique.values()), lambda new: predict_articles(self.model, [new])[0])
+        found = self._scores(list(unique), list(unique.values()), lambda new: self._predict([new], normalized)[0])
         empty = np.zeros((0, len(self.classes)))
         return [np.array([found[k] for k in ks]) if ks else empty for ks in keys]
+
+
+# What article_summary reads of a paragraph record: its label.
+_LABELED = {lab: {"label": lab} for lab in (*LABELS, UNCERTAIN)}
 
 
 def _digest(text: str) -> bytes:
@@ -179,7 +197,7 @@ def grouped_probabilities(scorer: Scorer, records: list[Article], paras: list[li
         r.extra.get("paragraph") if isinstance(r.extra.get("paragraph"), int | float) else None for r in records
     ]
     groups = group_rows(ids, positions)
-    probas = scorer.probabilities([[paras[i][0] for i in g] for g in groups])
+    probas = scorer.probabilities([[paras[i][0] for i in g] for g in groups], normalized=True)
     out = [None] * len(records)
     for g, proba in zip(groups, probas, strict=True):
         for k, i in enumerate(g):
@@ -187,13 +205,17 @@ def grouped_probabilities(scorer: Scorer, records: list[Article], paras: list[li
     return out
 
 
-def tag_articles(scorer: Scorer, articles: list[Article], options: TagOptions) -> list[list[dict]]:
-    """Paragraph records of each article (with the top n-grams under --explain)."""
-    paras = [cut(a, options) for a in articles]
+def score_articles(scorer: Scorer, articles: list[Article], options: TagOptions) -> tuple[list, list]:
+    """(the paragraphs of each article, their probability matrices); --group-by scores records of one article together."""
+    paras = [cut(a, options) for a in articles]  # cut() returns normalised paragraphs
     if options.group_by:
-        probas = grouped_probabilities(scorer, articles, paras, options.group_by)
-    else:
-        probas = scorer.probabilities(paras)
+        return paras, grouped_probabilities(scorer, articles, paras, options.group_by)
+    return paras, scorer.probabilities(paras, normalized=True)
+
+
+def tag_articles(scorer: Scorer, articles: list[Article], options: TagOptions, scored=None) -> list[list[dict]]:
+    """Paragraph records of each article (with the top n-grams under --explain); `scored` is score_articles' result if known."""
+    paras, probas = scored or score_articles(scorer, articles, options)
     out = [
         paragraph_records(a, p, pr, scorer.classes, options.min_confidence, options.with_text, options.paragraphs_mode)
         for a, p, pr in zip(articles, paras, probas, strict=True)
@@ -216,8 +238,22 @@ def process(scorer: Scorer, unit: Unit, options: TagOptions) -> UnitResult:
 
     parsed = parse_unit(unit, options.paragraphs_mode, options.max_bytes)
     result = unit_result(unit, parsed)
-    per_article = tag_articles(scorer, parsed.articles, options)
     rule = dict(options.rule)
+    scored = score_articles(scorer, parsed.articles, options)
+    if options.fmt == "jsonl" and not options.explain and not options.report and not options.paragraphs_mode:
+        from pipeline.tagging.fastjson import paragraph_lines
+
+        # The usual case: JSON lines written straight from the probabilities (the same bytes as the records').
+        fast = paragraph_lines(parsed.articles, *scored, scorer.classes, options.min_confidence, options.with_text)
+        if fast is not None:
+            result.payload, labels = fast
+            result.summaries = [
+                article_summary(a, [_LABELED[lab] for lab in labs], rule)
+                for a, labs in zip(parsed.articles, labels, strict=True)
+            ]
+            result.n_paragraphs = sum(map(len, labels))
+            return result
+    per_article = tag_articles(scorer, parsed.articles, options, scored)
     result.summaries = [article_summary(a, recs, rule) for a, recs in zip(parsed.articles, per_article, strict=True)]
     records = [r for recs in per_article for r in recs]
     result.n_paragraphs = len(records)

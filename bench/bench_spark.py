@@ -1,0 +1,181 @@
+"""Benchmark of `tag --engine spark` against the local engine, on the general corpus file, in one run.
+
+Prints, for the local engine and for Spark (local[N], then a standalone cluster of 2 workers on
+127.0.0.1 unless --skip-cluster): paragraphs per second after the Spark session started, the
+session's start time, the driver's peak RSS (the Python driver and its JVM, which in local mode
+runs the executors' JVM side too) and the executors' peak RSS (their Python workers, and on the
+cluster the executor JVMs), with the input 1x and `--scale`x: the first 1/`--scale` of the file,
+then the whole file (copies of one file would be scored from the model's cache).
+
+    python bench/bench_spark.py [--model models/model.joblib] [--jobs 2] [--scale 4] [--skip-cluster]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gzip
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))  # the standalone cluster launcher of the tests
+
+
+def child(args) -> None:
+    """The measured driver: start a session, run one job, print the timings as JSON."""
+    from pipeline.config import load_params
+    from pipeline.tagging.batch import TagRequest, _options
+    from pipeline.tagging.spark import model_files, prepare, spark_session, tag_on_spark
+
+    req = TagRequest(paths=args.inputs, output=args.out, model=args.model, engine="spark")
+    options = _options(req, "jsonl", load_params(ROOT / "configs" / "params.yaml"))
+    plan, out = prepare(req.paths, req.output, options)
+    start = time.perf_counter()
+    spark = spark_session(args.master, {"spark.executor.memory": "1g"})
+    session = time.perf_counter() - start
+    with tempfile.TemporaryDirectory() as tmp:
+        counts = tag_on_spark(spark, plan, out, options, model_files(req.model, Path(tmp)))
+    job = time.perf_counter() - start - session
+    spark.stop()
+    print(json.dumps({"session": session, "job": job, "paragraphs": counts.paragraphs}))
+
+
+def _rss(procs) -> int:
+    total = 0
+    for p in procs:
+        with contextlib.suppress(Exception):
+            total += p.memory_info().rss
+    return total
+
+
+def measure(cmd: list[str], cluster=None) -> dict:
+    """Run a command; wall time, its stdout, and peak RSS of the driver side and of the executors (sampled)."""
+    import psutil
+
+    peaks = {"driver": 0, "executors": 0}
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def sample():
+        root = psutil.Process(proc.pid)
+        while proc.poll() is None:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                tree = [root, *root.children(recursive=True)]
+                workers = [p for p in tree if _is_python_worker(p)]
+                driver = [p for p in tree if p not in workers]
+                executors = list(workers)
+                if cluster is not None:
+                    for jvm in cluster.executor_jvms():
+                        executors += [jvm, *jvm.children(recursive=True)]
+                peaks["driver"] = max(peaks["driver"], _rss(driver))
+                peaks["executors"] = max(peaks["executors"], _rss(executors))
+            time.sleep(0.1)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    out, err = proc.communicate()
+    seconds = time.perf_counter() - start
+    sampler.join()
+    if proc.returncode not in (0, 1):
+        raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{err[-3000:]}")
+    return {"seconds": seconds, "stdout": out, "stderr": err, **peaks}
+
+
+def _is_python_worker(p) -> bool:
+    with contextlib.suppress(Exception):
+        return "pyspark.daemon" in " ".join(p.cmdline())
+    return False
+
+
+def spark_run(source_paths: list[Path], model: Path, out: Path, master: str, cluster=None) -> dict:
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", "--master", master, "--model", str(model)]
+    cmd += ["--out", str(out), "--inputs", *map(str, source_paths)]
+    found = measure(cmd, cluster)
+    found.update(json.loads(found["stdout"].strip().splitlines()[-1]))
+    shutil.rmtree(out, ignore_errors=True)
+    return found
+
+
+def mib(n: int) -> str:
+    return f"{n / (1 << 20):,.0f} MiB"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--model", default=str(ROOT / "models" / "model.joblib"))
+    parser.add_argument("--source", default=str(ROOT / ".." / "shared" / "corpus" / "general.jsonl.gz"))
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--scale", type=int, default=4)
+    parser.add_argument("--skip-cluster", action="store_true")
+    parser.add_argument("--child", action="store_true")
+    parser.add_argument("--master", default="")
+    parser.add_argument("--out", default="")
+    parser.add_argument("--inputs", nargs="*", default=[])
+    args = parser.parse_args()
+    if args.child:
+        child(args)
+        return
+    source, model = Path(args.source).resolve(), Path(args.model).resolve()
+    rows = []
+
+    def show(row) -> None:
+        name, scale, rate, session, seconds, found = row
+        start = f"{session:.1f}" if session is not None else ""
+        execs = mib(found["executors"]) if session is not None else ""
+        print(
+            f"| {name} | {scale} | {rate:,.0f} | {start} | {seconds:.1f} | {mib(found['driver'])} | {execs} |",
+            flush=True,
+        )
+
+    print(
+        "| engine | input | paragraphs/s after start | session start s | job s | driver peak RSS | executors peak RSS |"
+    )
+    print("|---|---|---:|---:|---:|---:|---:|", flush=True)
+    with tempfile.TemporaryDirectory(prefix="bench-spark-") as tmp:
+        tmp = Path(tmp)
+        # 1x is the first 1/scale of the file, `scale`x the whole file (copies would be scored from the cache).
+        with gzip.open(source, "rb") as f:
+            lines = f.readlines()
+        part = tmp / "part.jsonl.gz"
+        part.write_bytes(gzip.compress(b"".join(lines[: len(lines) // args.scale])))
+        cmd = [sys.executable, "-m", "pipeline", "tag", str(source), "--model", str(model), "--jobs", str(args.jobs)]
+        local = measure([*cmd, "-o", str(tmp / "local.jsonl"), "--quiet"])
+        n = (tmp / "local.jsonl").read_bytes().count(b"\n")
+        rows.append(
+            ("local engine", f"{args.scale}x (whole file)", n / local["seconds"], None, local["seconds"], local)
+        )
+        show(rows[-1])
+        masters = [f"local[{args.jobs}]"]
+        cluster = None
+        if not args.skip_cluster:
+            from spark_cluster import Cluster
+
+            cluster = Cluster(tmp / "cluster", workers=2, cores=1, memory="2g").start()
+            masters.append(cluster.url)
+        try:
+            for master in masters:
+                on = cluster if master.startswith("spark://") else None
+                name = "spark standalone, 2 workers x 1 core" if on else f"spark {master}"
+                for scale, inputs in (("1x", [part]), (f"{args.scale}x (whole file)", [source])):
+                    found = spark_run(inputs, model, tmp / "spark_out", master, on)
+                    rows.append(
+                        (name, scale, found["paragraphs"] / found["job"], found["session"], found["job"], found)
+                    )
+                    show(rows[-1])
+        finally:
+            if cluster is not None:
+                cluster.stop()
+    print(f"\ninput: {source.name} ({n:,} paragraphs); model {model.name}; {args.jobs} cores, machine shared")
+    print(f"load average at the end: {Path('/proc/loadavg').read_text().split()[:3]}")
+
+
+if __name__ == "__main__":
+    main()
