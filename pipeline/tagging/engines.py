@@ -128,6 +128,17 @@ def _stop(pool: ProcessPoolExecutor, finished: bool) -> None:
     with contextlib.suppress(AttributeError, OSError):
         pool._result_queue._writer.close()
     pool.shutdown(wait=False, cancel_futures=True)
+    # Python 3.11's exit hook wakes every pool thread it still lists, even one whose wake-up pipe
+    # that thread has closed on its way out (a traceback at exit, fixed in 3.12): let the thread
+    # finish, then take it off the list.
+    from concurrent.futures import process as cf_process
+
+    thread = getattr(pool, "_executor_manager_thread", None)
+    if thread is not None:
+        thread.join(5)
+        if not thread.is_alive():
+            with contextlib.suppress(AttributeError, TypeError):
+                cf_process._threads_wakeups.pop(thread, None)
 
 
 def run_local(units: Iterable[Unit], options: TagOptions, jobs: int) -> Iterator[UnitResult]:

@@ -144,6 +144,7 @@ class Plan:
     remote: list = field(default_factory=list)  # URIs listed by Spark itself (folders, globs on a cluster file system)
     missing: list = field(default_factory=list)
     skipped: list = field(default_factory=list)
+    notes: list = field(default_factory=list)  # folders, FIFOs and devices left out (inputs.expand)
     errors: list = field(default_factory=list)  # (file, message) found while planning: Parquet without id/text
     size: int = 0  # input bytes, for the number of scoring partitions
 
@@ -165,9 +166,11 @@ def plan_inputs(paths: list[str]) -> Plan:
             local.extend(found) if found else plan.missing.append(p)
         else:
             local.append(p)
-    sources, missing, skipped = expand(local)
+    sources, missing, skipped, notes = expand(local)
     plan.missing += missing
     plan.skipped += skipped
+    plan.notes += notes
+    sources = [(path, kind) for path, kind in sources if kind != "badname"]  # not valid UTF-8: a local-only case
     by_columns: dict = {}
     for path, kind in sources:
         plan.files[path_key(local_uri(path))] = path
@@ -751,6 +754,8 @@ def report(counts: Counts, plan: Plan, output: str, seconds: float, quiet: bool)
     shown = counts.failed - len(plan.missing) + counts.warned
     if shown > MAX_MESSAGES:
         print(f"error: ... {shown - MAX_MESSAGES} more messages in {output}/{ERRORS_DIR}", file=sys.stderr)
+    for note in plan.notes[:MAX_MESSAGES]:
+        print(f"note: {note}", file=sys.stderr)
     if plan.skipped:
         print(
             f"note: {len(plan.skipped)} files with other extensions skipped in the folders given, e.g. {plan.skipped[0]}",
@@ -776,10 +781,11 @@ def report(counts: Counts, plan: Plan, output: str, seconds: float, quiet: bool)
 def run_request(req) -> int:
     """`tag --engine spark`: checks, a session on `req.spark_master`, the job, the session stopped; the exit code."""
     from pipeline.config import load_params
-    from pipeline.tagging.batch import _options
+    from pipeline.tagging.batch import _options, check_options
     from pipeline.tagging.outputs import output_format
 
     start = time.perf_counter()
+    check_options(req)  # the numbers' ranges and option pairs, as for the local engine
     if req.report or req.summary or req.resume:
         what = "--report" if req.report else "--summary" if req.summary else "--resume"
         raise OutputError(
