@@ -165,7 +165,7 @@ def signature():
     inputs = [
         ColSpec("string", "text"),
         ColSpec("string", "article_id", required=False),
-        ColSpec("long", "paragraph", required=False),
+        ColSpec("double", "paragraph", required=False),  # a number: missing in rows of no article (NaN)
     ]
     return ModelSignature(inputs=Schema(inputs), outputs=Schema(outputs))
 
