@@ -64,9 +64,8 @@ class Staged:
 
 
 @contextlib.contextmanager
-def atomic_open(path: str | Path) -> Iterator:
-    """A binary file that appears at `path` only when the block ends without an exception (Staged)."""
-    staged = Staged(path)
+def discard_on_error(staged: Staged) -> Iterator:
+    """Write into `staged.file`; any failure removes the temporary file (an OSError becomes OutputError)."""
     try:
         yield staged.file
     except OSError as e:
@@ -75,4 +74,12 @@ def atomic_open(path: str | Path) -> Iterator:
     except BaseException:
         staged.discard()
         raise
+
+
+@contextlib.contextmanager
+def atomic_open(path: str | Path) -> Iterator:
+    """A binary file that appears at `path` only when the block ends without an exception (Staged)."""
+    staged = Staged(path)
+    with discard_on_error(staged) as f:
+        yield f
     staged.commit()
