@@ -38,12 +38,13 @@ def child(args) -> None:
     req = TagRequest(paths=args.inputs, output=args.out, model=args.model, engine="spark")
     options = _options(req, "jsonl", load_params(ROOT / "configs" / "params.yaml"))
     plan, out = prepare(req.paths, req.output, options)
-    start = time.perf_counter()
-    spark = spark_session(args.master, {"spark.executor.memory": "1g"})
-    session = time.perf_counter() - start
     with tempfile.TemporaryDirectory() as tmp:
-        counts = tag_on_spark(spark, plan, out, options, model_files(req.model, Path(tmp)))
-    job = time.perf_counter() - start - session
+        model = model_files(req.model, Path(tmp))  # checked before the session starts, as `tag` does
+        start = time.perf_counter()
+        spark = spark_session(args.master, {"spark.executor.memory": "1g"})
+        session = time.perf_counter() - start
+        counts = tag_on_spark(spark, plan, out, options, model)
+        job = time.perf_counter() - start - session
     spark.stop()
     print(json.dumps({"session": session, "job": job, "paragraphs": counts.paragraphs}))
 

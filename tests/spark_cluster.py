@@ -81,7 +81,7 @@ class Cluster:
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{self.ui_port}/json/", timeout=5) as r:
                 state = json.load(r)
-        except OSError:
+        except (OSError, ValueError):  # not listening yet, or a page served before the JSON one is ready
             return 0
         return sum(w.get("state") == "ALIVE" for w in state.get("workers", []))
 

@@ -14,6 +14,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import browser
 import pandas as pd
 import pytest
 from conftest import make_project, project_env
@@ -393,6 +394,50 @@ def test_serving_the_champion_answers_like_the_saved_model(project, cli, client,
             assert status == 400, body
             assert "row 1: 'text' must be a non-empty string" in body["message"] and why in body["message"]
             assert "stack_trace" not in body and "Traceback" not in json.dumps(body)
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+        log.close()
+
+
+def test_mlflow_ui_opens_on_the_training_runs(project, client, tmp_path):
+    """`make ui`'s server and address, in a real browser without network: the experiment, then its two runs."""
+    dest, _, _ = project
+    port = free_port()
+    log = (tmp_path / "ui.log").open("w")
+    uri = project_env(dest)["MLFLOW_TRACKING_URI"]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", "127.0.0.1", "--port", str(port)],
+        cwd=dest,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            assert server.poll() is None, f"mlflow ui exited:\n{(tmp_path / 'ui.log').read_text()}"
+            assert time.monotonic() < deadline, f"no /health in 90 s:\n{(tmp_path / 'ui.log').read_text()}"
+            try:
+                with urllib.request.urlopen(f"{base}/health", timeout=2) as resp:
+                    if resp.status == 200:
+                        break
+            except OSError:
+                time.sleep(0.5)
+        listing = browser.dom(
+            f"{base}/#/experiments?workflowType=machine_learning", wait_ms=15000
+        )  # what make ui prints
+        assert NAME in listing
+        runs = f"{base}/#/experiments/{client.get_experiment_by_name(NAME).experiment_id}?workflowType=machine_learning"
+        page = browser.dom(runs, wait_ms=15000)
+        assert "lowc" in page and "repro@" in page, "the runs table does not list both runs"
+        shot = browser.screenshot(runs, tmp_path / "mlflow_ui.png", size=(1400, 900), wait_ms=15000)
+        assert browser.colored_share(shot) > 0.001
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         try:

@@ -3,6 +3,7 @@
 import json
 import subprocess
 
+import browser
 import pandas as pd
 import pytest
 from conftest import make_project, project_env
@@ -48,6 +49,12 @@ def test_plots_page_shows_the_images(project, tmp_path):
     page = (tmp_path / "page" / "index.html").read_text(encoding="utf-8")
     for png in ("confusion.png", "precision_recall.png", "learning_curve.png"):
         assert png in page and "<img" in page, png
+    # In a real browser without network the Vega plots stay blank; the three images must not.
+    index = tmp_path / "page" / "index.html"
+    widths = browser.image_widths(index)
+    assert len(widths) == 3 and all(w > 0 for w in widths), widths
+    shot = browser.screenshot(index.resolve().as_uri(), tmp_path / "plots.png", size=(1280, 2400))
+    assert browser.colored_share(shot) > 0.005  # the confusion matrix's blues and the curves' colours
 
 
 def test_repro_again_changes_nothing(project):

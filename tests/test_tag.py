@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 
+import browser
 import hostile_inputs as hostile_in
 import pandas as pd
 import pyarrow as pa
@@ -144,6 +145,13 @@ def test_report_is_one_self_contained_page(mixed_run):
     assert page.index("<table>") < page.index("<section>")
     assert page.count("<section>") == 24
     assert 'class="para l-victim_support" title="victim_support (' in page
+    # drawn by a real browser with no network: the table, 24 article sections, the label colours
+    html = browser.dom((out / "report.html").resolve().as_uri(), wait_ms=1000)
+    assert html.count("<section>") == 24
+    shot = browser.screenshot((out / "report.html").resolve().as_uri(), out.parent / "report.png")
+    assert browser.colored_share(shot) > 0.01
+    fits = "document.querySelector('table').getBoundingClientRect().right <= document.body.getBoundingClientRect().right + 1"
+    assert browser.evaluate(out / "report.html", fits) == "true"  # the summary table is not cut off on the right
 
 
 def test_min_confidence_paragraphs_only_no_text_and_stdin(tmp_path, model_file):

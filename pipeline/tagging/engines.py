@@ -1,6 +1,7 @@
 """The local engine: units of work through a pool of worker processes, results back in input order.
 
-Each worker loads the model once (pool initializer). At most a few units per worker are in
+The model is loaded once: in the main process before it forks the workers (they share it), or
+by each worker where processes are spawned. At most a few units per worker are in
 flight, so memory stays bounded however large the input; results come back in the order the
 units were read, so the output does not depend on timing. A worker that dies (killed, out of
 memory) stops the run at once with a message (concurrent.futures notices the lost process), and
@@ -40,7 +41,7 @@ def default_jobs() -> int:
 
 
 def _init_worker(options: TagOptions) -> None:
-    """Pool initializer: load the model once per worker; a failure is kept and reported by the first unit."""
+    """Load the model for this run's units; a failure is kept and reported by the first unit."""
     _WORKER.clear()
     _WORKER["options"] = options
     try:
@@ -70,7 +71,8 @@ def _init_pool_worker(options: TagOptions, parent: int) -> None:
     # An orphan's writes to its closed result pipe would print BrokenPipe tracebacks: it ends instead.
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     _end_with_parent(parent)
-    _init_worker(options)
+    if not (_WORKER.get("inherited") and _WORKER.get("options") == options):
+        _init_worker(options)
 
 
 def _run_unit(unit: Unit) -> UnitResult:
@@ -148,9 +150,13 @@ def run_local(units: Iterable[Unit], options: TagOptions, jobs: int) -> Iterator
         for unit in units:
             yield _run_unit(unit)
         return
-    pool = ProcessPoolExecutor(
-        jobs, mp_context=_context(), initializer=_init_pool_worker, initargs=(options, os.getpid())
-    )
+    context = _context()
+    if context.get_start_method() == "fork":
+        # Loaded once here, the model (and its compiled tables) reaches every forked worker at no
+        # cost, instead of each worker unpickling and compiling it again at the same time.
+        _init_worker(options)
+        _WORKER["inherited"] = True
+    pool = ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_pool_worker, initargs=(options, os.getpid()))
     finished = False
     try:
         pending: deque = deque()
@@ -163,3 +169,4 @@ def run_local(units: Iterable[Unit], options: TagOptions, jobs: int) -> Iterator
         finished = True
     finally:
         _stop(pool, finished)
+        _WORKER.clear()  # the main process's copy of the model is not needed after the run

@@ -23,7 +23,8 @@ COLOURS = {
 }
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 60em; line-height: 1.45; color: #222; }
-table { border-collapse: collapse; font-size: 0.9em; }
+table { border-collapse: collapse; font-size: 0.85em; }
+td:first-child { word-break: break-all; }  /* long ids and paths wrap inside the page */
 th, td { border-bottom: 1px solid #ddd; padding: 0.25em 0.6em; text-align: right; }
 th:first-child, td:first-child { text-align: left; }
 .legend span, p.para { border-radius: 4px; padding: 0.15em 0.4em; }

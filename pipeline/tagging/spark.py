@@ -211,8 +211,8 @@ def _display(uri: str, files: dict) -> str:
 
 
 def _where_line(message: str, path: str) -> int | None:
-    """The line (or row) number a message names after its file's path: 'path:12: ...' or 'path: row 12: ...'."""
-    m = re.match(r"(?::| row )(\d+):", message[len(path) :]) if message.startswith(path) else None
+    """The line number after a file's path in a message or an article's place ('path:12: ...', 'path:12'), else None."""
+    m = re.match(r"(?::| row )(\d+)(?::|$)", message[len(path) :]) if message.startswith(path) else None
     return int(m.group(1)) if m else None
 
 

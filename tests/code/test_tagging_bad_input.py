@@ -21,6 +21,8 @@ from hostile_inputs import (
     tcvn3,
     vni,
 )
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pipeline.tagging.inputs import (
     MB,
@@ -274,3 +276,12 @@ def test_small_files_are_tagged_in_groups_with_the_same_articles_and_messages(tm
         [e for p in grouped for e in p.errors] == [e for p in alone for e in p.errors] == [f"{sources[3][0]}: is empty"]
     )
     assert sum(p.n_inputs for p in grouped) == len(sources)
+
+
+@given(st.text(max_size=300) | st.text(st.characters(max_codepoint=0x2100), max_size=300))
+@settings(max_examples=300, deadline=None)
+def test_letter_counts_are_the_regex_counts(text):
+    """The table lookup counts what the three letter regexes match, for any string."""
+    from pipeline.tagging.inputs import _letter_patterns, letter_counts
+
+    assert letter_counts(text) == tuple(sum(map(len, p.findall(text))) for p in _letter_patterns())

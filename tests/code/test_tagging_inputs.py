@@ -207,3 +207,19 @@ def test_expand_notes_links_to_folders_fifos_and_names_that_are_not_utf8(tmp_pat
     ]
     (unit,) = [u for u in units(found, False) if u.kind == "error"]
     assert unit.data == f"{folder}/b\\xff.txt: the file name is not valid UTF-8 (shown escaped); rename it to tag it"
+
+
+@pytest.mark.parametrize(
+    "where, line",
+    [
+        ("in/a.jsonl:12", 12),  # an article's place: it spreads the articles over Spark partitions and orders them
+        ("in/a.jsonl:7: not valid JSON", 7),
+        ("in/a.jsonl", None),
+        ("in/a.jsonl:12x", None),
+        ("other/a.jsonl:12", None),
+    ],
+)
+def test_line_of_an_article_or_message_on_spark(where, line):
+    from pipeline.tagging.spark import _where_line
+
+    assert _where_line(where, "in/a.jsonl") == line
