@@ -50,16 +50,7 @@ def fit(train: pd.DataFrame, articles: pd.DataFrame, params: dict, word_cache: d
 def _fit(train: pd.DataFrame, articles: pd.DataFrame, params: dict, word_cache: dict | None, n_jobs: int):
     if params["context"]:
         _, paras, labels = article_lists(articles, train)
-        model = ContextModel(
-            params,
-            cv=params["context_folds"],
-            top_k=params["top_k"],
-            title=params["context_title"],
-            window=params["context_window"],
-            word_cache=word_cache,
-            decision=params["decision"],
-            decision_folds=params["decision_folds"],
-        )
+        model = ContextModel.from_params(params, word_cache)
         model.fit(paras, labels, n_jobs=n_jobs)
     else:
         model = build_model(params, word_cache)
@@ -99,17 +90,16 @@ def main(params_path: Path = PARAMS) -> None:
         "data_hash": data_hash(train),
         "n_train": len(train),
         "n_train_manual": int((train.method == "manual").sum()),
-        "train_seconds": round(seconds, 2),
         "decision_factors": decision_factors(model),
     }
     info["sha256"] = save_model(model, MODEL)
-    info["git_commit"] = tracking.git_commit()
-    info["mlflow_run_id"] = tracking.log_training(params, info, MODEL)
+    # the run's own values (time, commit, run id) go to MLflow and the line below, not to the DVC outputs
+    run_id = tracking.log_training(params, info, MODEL, seconds)
     write_json(info_path(MODEL), info)
     kind = "context model" if p["context"] else "paragraph model"
     factors = ", ".join(f"{c} x {f}" for c, f in info["decision_factors"].items() if f != 1.0)
     rule = f", {factors} (chosen out-of-fold)" if factors else ""
     print(
         f"train: {kind}, {p['features']} + {p['classifier']} (C={p['C']}){rule} on {len(train)} paragraphs "
-        f"in {seconds:.1f}s -> {MODEL}"
+        f"in {seconds:.1f}s -> {MODEL} (MLflow run {run_id})"
     )
