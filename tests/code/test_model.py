@@ -255,15 +255,30 @@ from pathlib import Path
 sys.path.insert(0, {tests!r})
 from test_model import PARAMS, toy_articles
 
-from pipeline.model import ContextModel, save_model
+import hashlib
+
+import pandas as pd
+
+from pipeline.model import ContextModel, save_model, write_json
+from pipeline.train import training_record
 
 arts, labels = toy_articles()
 model = ContextModel(**{{**PARAMS, "min_df": 1}}, cv=3, title=True).fit(arts, labels, n_jobs=int(sys.argv[2]))
-print(save_model(model, Path(sys.argv[1])))
+sha = save_model(model, Path(sys.argv[1]))
+rows = [
+    (f"a{{i}}", j, hashlib.sha256(text.encode()).hexdigest()[:16], lab)
+    for i, labs in enumerate(labels)
+    for j, (text, lab) in enumerate(zip(arts[i], labs))
+    if lab
+]
+train = pd.DataFrame(rows, columns=["article_id", "paragraph", "hash", "label"]).assign(method="manual")
+record = Path(sys.argv[1]).with_suffix(".train.json")
+write_json(record, training_record(model, {{**PARAMS, "min_df": 1}}, train, sha))
+print(sha, hashlib.sha256(record.read_bytes()).hexdigest())
 """
 
 
-def test_same_inputs_give_the_same_model_bytes_in_any_process_and_job_count(tmp_path):
+def test_same_inputs_give_the_same_model_and_training_record_bytes_in_any_process_and_job_count(tmp_path):
     import os
     import subprocess
     import sys
@@ -279,7 +294,7 @@ def test_same_inputs_give_the_same_model_bytes_in_any_process_and_job_count(tmp_
             [sys.executable, "-c", script, str(out), n_jobs], env=env, cwd=root, capture_output=True, text=True
         )
         assert done.returncode == 0, done.stderr
-        shas.append(done.stdout.split()[-1])
+        shas.append(tuple(done.stdout.split()[-2:]))  # the model file's sha256, the training record's
     assert len(set(shas)) == 1, shas
 
 
