@@ -109,13 +109,13 @@ def log_model(model_path: Path, meta_file: Path, store: str) -> str:
     from pipeline import tracking
 
     meta = json.loads(meta_file.read_text(encoding="utf-8"))
-    missing = {"sha256", "labels", "params", "data_hash", "n_train", "train_seconds", "git_commit"} - set(meta)
+    missing = {"sha256", "labels", "params", "data_hash", "n_train"} - set(meta)
     if missing:
         raise SetupError(f"{meta_file}: not a training record of this project (no {', '.join(sorted(missing))})")
     # Only the train section is logged as params; no registered model (serving a runs:/ URI needs none).
     params = {"train": meta["params"], "mlflow": {"experiment": "bench-serve", "tracking_uri": store}}
     os.environ["MLFLOW_TRACKING_URI"] = store  # configure() reads it before the params
-    return tracking.log_training(params, meta, model_path)
+    return tracking.log_training(params, meta, model_path, train_seconds=0.0)
 
 
 # -- server ----------------------------------------------------------------------------------------

@@ -77,7 +77,9 @@ def errors(test: pd.DataFrame, pred: list[str], proba: np.ndarray, classes: list
     df["p_predicted"] = proba.max(axis=1).round(4)
     df["p_gold"] = [round(float(proba[i, col[g]]), 4) for i, g in enumerate(test.label)]
     df["text"] = test.text
-    return df[df.gold != df.predicted].sort_values("p_predicted", ascending=False)
+    # a stable, complete order: the same rows give the same file
+    wrong = df[df.gold != df.predicted]
+    return wrong.sort_values(["p_predicted", "article_id", "paragraph"], ascending=[False, True, True], kind="stable")
 
 
 def predict_in_context(model, test: pd.DataFrame, articles: pd.DataFrame) -> tuple[list[str], np.ndarray]:
@@ -115,14 +117,14 @@ def main(params_path: Path = PARAMS) -> None:
 
     run_id = tracking.log_evaluation(
         params,
-        info.get("mlflow_run_id"),
+        tracking.training_run_id(params, info["sha256"]),
         metrics,
         [PLOTS_DIR / "confusion.csv", MISCLASSIFIED, PNG_CONFUSION, PNG_PR],
         prediction_refs(test, pred, proba),  # which label each test paragraph got, for `runs compare`
     )
-    write_json(meta_path(MODEL), {**info, "metrics": metrics, "mlflow_run_id": run_id})
+    write_json(meta_path(MODEL), {**info, "metrics": metrics})
     on = metrics["on_topic"]
     print(
         f"evaluate: macro-F1 {metrics['macro_f1']:.3f}, accuracy {metrics['accuracy']:.3f}, "
-        f"on-topic P/R/F1 {on['precision']:.3f}/{on['recall']:.3f}/{on['f1']:.3f} on {len(gold)} test paragraphs -> {METRICS}"
+        f"on-topic P/R/F1 {on['precision']:.3f}/{on['recall']:.3f}/{on['f1']:.3f} on {len(gold)} test paragraphs -> {METRICS} (MLflow run {run_id})"
     )

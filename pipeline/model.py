@@ -8,19 +8,28 @@ from __future__ import annotations
 
 import hashlib
 import json
+import pickle
+import sys
 from pathlib import Path
 
 import joblib
 import numpy as np
+from joblib import Parallel, delayed
+from joblib.numpy_pickle import NumpyUnpickler
+from joblib.numpy_pickle_utils import _validate_fileobject_and_memmap
+from scipy import sparse
 from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import f1_score
+from sklearn.model_selection import GroupKFold
 from sklearn.pipeline import FeatureUnion, Pipeline
 from sklearn.preprocessing import FunctionTransformer
 from sklearn.svm import LinearSVC
 
 from pipeline.errors import ModelError  # noqa: F401 - its home is pipeline.errors; imported from here too
+from pipeline.files import atomic_open
 from pipeline.text import normalize
 
 FEATURES = ("syllable", "word", "char")
@@ -142,8 +151,6 @@ def meta_path(model_path: Path) -> Path:
 
 def atomic_write_bytes(path: Path, write) -> None:
     """Call `write(file)` on a temporary file next to `path`, then rename it into place (the project's one writer)."""
-    from pipeline.files import atomic_open
-
     with atomic_open(Path(path)) as f:
         write(f)
 
@@ -214,8 +221,6 @@ class UntrustedGlobal(Exception):
 
 def load_trusted(path: Path):
     """Unpickle a joblib file, calling nothing but TRUSTED_GLOBALS (object arrays inside it included)."""
-    from joblib.numpy_pickle import NumpyUnpickler
-    from joblib.numpy_pickle_utils import _validate_fileobject_and_memmap
 
     class TrustedUnpickler(NumpyUnpickler):
         def find_class(self, module, name):
@@ -277,8 +282,13 @@ def predict_articles(model, articles: list[list[str]]) -> list[np.ndarray]:
         return model.predict_proba_articles(articles)
     flat = [p for art in articles for p in art]
     proba = model.predict_proba(flat) if flat else np.zeros((0, len(model.classes_)))
-    bounds = np.cumsum([0] + [len(a) for a in articles])
+    bounds = article_bounds(articles)
     return [proba[bounds[i] : bounds[i + 1]] for i in range(len(articles))]
+
+
+def article_bounds(articles: list[list]) -> np.ndarray:
+    """Where each article starts in the flat list of all paragraphs, and where the last one ends (len + 1 values)."""
+    return np.cumsum([0] + [len(a) for a in articles])
 
 
 def _missing(value) -> bool:
@@ -368,8 +378,6 @@ LABEL_FACTORS = tuple(round(0.5 + 0.1 * i, 1) for i in range(26))
 
 def decision_score(y: np.ndarray, pred: np.ndarray, classes) -> float:
     """What the decision rule maximises: macro-F1 plus on-topic F1."""
-    from sklearn.metrics import f1_score
-
     macro = f1_score(y, pred, labels=classes, average="macro", zero_division=0)
     return float(macro + f1_score(y != "off_topic", pred != "off_topic", zero_division=0))
 
@@ -420,6 +428,74 @@ def article_score(p_on: np.ndarray, top_k: int) -> float:
     return float(np.sort(p_on)[-top_k:].mean())
 
 
+# The hyperparameters of a paragraph model (`build_model`), named as in params.yaml's train section.
+PARAGRAPH_PARAMS = (
+    "features",
+    "classifier",
+    "C",
+    "ngram_max",
+    "char_ngram",
+    "min_df",
+    "sublinear_tf",
+    "class_weight",
+    "seed",
+)
+
+
+def _fit_paragraph(params: dict, word_cache: dict | None, texts: list[str], y: list[str], every: list[str]):
+    """A paragraph model fitted on `texts`, pickled, and its features of `every` text (the second pass's input).
+
+    Pickled by whoever fitted it: a model returned by a joblib worker comes back with its large
+    arrays as separate copies where one process shares them, which saves to other bytes (same
+    values); see `_unpickled` for the other half.
+    """
+    model = build_model(params, word_cache).fit(texts, y)
+    steps = model.named_steps
+    X = steps["features"].transform(steps["normalize"].transform(every)).tocsr()
+    return pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL), X
+
+
+def _unpickled(data: bytes):
+    """`pickle.loads`, with every attribute name of the objects inside interned, as `__init__` leaves them.
+
+    scikit-learn's `__setstate__` keeps the unpickled key strings, and whether they end up the
+    interned names depends on what this process built before (a class's instances share the first
+    one's keys): the pickle of the whole model shares equal strings only by identity, so without
+    this its bytes would depend on that history, and on n_jobs.
+    """
+    obj = pickle.loads(data)
+    seen: set[int] = set()
+    todo = [obj]
+    while todo:
+        o = todo.pop()
+        if id(o) in seen or isinstance(o, (str, bytes, int, float, np.ndarray, np.generic, type)) or o is None:
+            continue
+        seen.add(id(o))
+        if isinstance(o, dict):
+            todo.extend(o.values())
+        elif isinstance(o, (list, tuple)):
+            todo.extend(o)
+        elif hasattr(o, "__dict__"):
+            o.__dict__ = {sys.intern(k) if isinstance(k, str) else k: v for k, v in vars(o).items()}
+            todo.extend(vars(o).values())
+    return obj
+
+
+def _fit_classifier(params: dict, Z, y: np.ndarray) -> bytes:
+    """A second-pass classifier fitted on Z, pickled (see `_fit_paragraph`)."""
+    return pickle.dumps(build_classifier(params).fit(Z, y), protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _fold_proba(classes, params: dict, word_cache, train_texts, train_y, held_texts) -> np.ndarray:
+    """First-pass probabilities of `held_texts` from a paragraph model fitted on one fold."""
+    return proba_in(classes, build_model(params, word_cache).fit(train_texts, train_y), held_texts)
+
+
+def _second_fold_proba(classes, params: dict, Z, y: np.ndarray, train: np.ndarray, held: np.ndarray) -> np.ndarray:
+    """Second-pass probabilities of the rows `held` of Z from a classifier fitted on the rows `train`."""
+    return proba_in(classes, build_classifier(params).fit(Z[train], y[train]), Z[held])
+
+
 class ContextModel(BaseEstimator, ClassifierMixin):
     """Two passes over an article: a paragraph model, then a model that also reads the article and the neighbours.
 
@@ -427,35 +503,78 @@ class ContextModel(BaseEstimator, ClassifierMixin):
     (so a word can mean more inside a trafficking article); the blocks of the `window` paragraphs
     before and after it and, with `title`, of the article's first line; and the first-pass
     probabilities of all of these. During training the
-    first-pass probabilities are out-of-fold, grouped by article, so the second pass never learns
-    from probabilities the first pass made on its own training labels.
+    first-pass probabilities are out-of-fold (`cv` folds grouped by article), so the second pass never
+    learns from probabilities the first pass made on its own training labels.
+
+    One argument per hyperparameter (scikit-learn's convention, so `get_params`, `clone` and a grid
+    search reach each): the paragraph model's, named as in params.yaml's train section; the second
+    pass's classifier and C; `from_params` maps a whole train section.
     """
 
     def __init__(
         self,
-        params: dict,
+        features: str = "syllable",
+        classifier: str = "logreg",
+        C: float = 10.0,
+        ngram_max: int = 2,
+        char_ngram: tuple[int, int] = (2, 5),
+        min_df: int = 2,
+        sublinear_tf: bool = True,
+        class_weight: str | None = "balanced",
+        seed: int = 42,
+        context_classifier: str = "linearsvc",
+        context_C: float = 0.3,
         cv: int = 5,
         top_k: int = 3,
         title: bool = False,
         window: int = 1,
-        word_cache: dict | None = None,
         decision: str = "none",
         decision_folds: int = 3,
+        word_cache: dict | None = None,
     ):
-        self.params = params
+        self.features = features
+        self.classifier = classifier
+        self.C = C
+        self.ngram_max = ngram_max
+        self.char_ngram = char_ngram
+        self.min_df = min_df
+        self.sublinear_tf = sublinear_tf
+        self.class_weight = class_weight
+        self.seed = seed
+        self.context_classifier = context_classifier
+        self.context_C = context_C
         self.cv = cv
         self.top_k = top_k
         self.title = title
         self.window = window
-        self.word_cache = word_cache
         self.decision = decision
         self.decision_folds = decision_folds
+        self.word_cache = word_cache
+
+    @classmethod
+    def from_params(cls, params: dict, word_cache: dict | None = None, **overrides) -> ContextModel:
+        """The context model a train section of params.yaml describes; `overrides` replace any argument."""
+        args = {name: params[name] for name in (*PARAGRAPH_PARAMS, "context_classifier", "context_C", "top_k")}
+        args.update(
+            cv=params["context_folds"],
+            title=params["context_title"],
+            window=params["context_window"],
+            decision=params["decision"],
+            decision_folds=params["decision_folds"],
+        )
+        return cls(**{**args, "word_cache": word_cache, **overrides})
+
+    def paragraph_params(self) -> dict:
+        """The first pass's hyperparameters, as `build_model` reads them."""
+        return {name: getattr(self, name) for name in PARAGRAPH_PARAMS}
+
+    def second_params(self) -> dict:
+        """The second pass's hyperparameters, as `build_classifier` reads them."""
+        return {**self.paragraph_params(), "classifier": self.context_classifier, "C": self.context_C}
 
     # -- features ---------------------------------------------------------------------------
     def _blocks(self, X, P, bounds):
         """Second-pass design matrix from paragraph features X, first-pass probabilities P and article bounds."""
-        from scipy import sparse
-
         n = X.shape[0]
         on = 1.0 - P[:, self.off_index_]
         score = np.zeros(n, dtype=np.float32)
@@ -484,66 +603,62 @@ class ContextModel(BaseEstimator, ClassifierMixin):
     def fit(self, articles: list[list[str]], labels: list[list[str | None]], n_jobs: int = 1):
         """Fit on whole articles; `labels` holds one label or None (unlabeled neighbour) per paragraph.
 
-        `n_jobs` processes fit the out-of-fold models; the saved model is the same bytes for any value.
+        `n_jobs` processes fit the independent models of each pass together: the first pass on every
+        labeled paragraph with its out-of-fold copies, then the second pass with the decision rule's
+        out-of-fold copies. The saved model is the same bytes for any value.
         """
-        from sklearn.model_selection import GroupKFold
-
         flat = [p for art in articles for p in art]
         y = np.array([lab for labs in labels for lab in labs], dtype=object)
         group = np.repeat(np.arange(len(articles)), [len(a) for a in articles])
-        bounds = np.cumsum([0] + [len(a) for a in articles])
+        bounds = article_bounds(articles)
         known = np.array([lab is not None for lab in y])
         texts = np.array(flat, dtype=object)
+        # the classes every fitted classifier orders its columns by (scikit-learn sorts them)
+        classes = np.unique(y[known].astype(str))
+        para, word_cache = self.paragraph_params(), self.word_cache
 
-        self.paragraph_model_ = build_model(self.params, self.word_cache)
-        self.paragraph_model_.fit(texts[known].tolist(), y[known].tolist())
-        self.classes_ = self.paragraph_model_.classes_
-        self.off_index_ = list(self.classes_).index("off_topic")
-
-        # Out-of-fold first pass for every paragraph, labeled or not, grouped by article. The folds are
-        # independent deterministic fits, so they run in parallel. Only they: a calibrated classifier
-        # fitted in a worker comes back as copies where one process shares arrays, which pickles to
-        # other bytes (same values).
-        from joblib import Parallel, delayed
-
-        def fold_proba(params, word_cache, train_texts, train_y, held_texts):
-            return proba_in(self.classes_, build_model(params, word_cache).fit(train_texts, train_y), held_texts)
-
-        P = np.zeros((len(flat), len(self.classes_)))
-        folds = GroupKFold(n_splits=self.cv)
+        # Out-of-fold first pass for every paragraph, labeled or not, grouped by article, fitted in one
+        # batch with the first pass on all labeled paragraphs and its features of every paragraph (the longest task, first).
         splits = [
             (tr, ~np.isin(group, list(set(group[known][tr]))))
-            for tr, _ in folds.split(texts[known], y[known], group[known])
+            for tr, _ in GroupKFold(n_splits=self.cv).split(texts[known], y[known], group[known])
         ]
-        tasks = (
-            delayed(fold_proba)(
-                self.params, self.word_cache, texts[known][tr].tolist(), y[known][tr].tolist(), texts[held].tolist()
+        tasks = [delayed(_fit_paragraph)(para, word_cache, texts[known].tolist(), y[known].tolist(), flat)]
+        tasks += [
+            delayed(_fold_proba)(
+                classes, para, word_cache, texts[known][tr].tolist(), y[known][tr].tolist(), texts[held].tolist()
             )
             for tr, held in splits
-        )
-        for (_, held), proba in zip(splits, Parallel(n_jobs=n_jobs)(tasks), strict=True):
+        ]
+        (fitted, X), *probas = Parallel(n_jobs=n_jobs)(tasks)
+        self.paragraph_model_ = _unpickled(fitted)
+        self.classes_ = self.paragraph_model_.classes_
+        self.off_index_ = list(self.classes_).index("off_topic")
+        P = np.zeros((len(flat), len(self.classes_)))
+        for (_, held), proba in zip(splits, probas, strict=True):
             P[held] = proba
 
-        X = self._features(flat)
-        Z = self._blocks(X, P, bounds)
-        second = {**self.params, "classifier": self.params.get("context_classifier", self.params["classifier"])}
-        second["C"] = self.params.get("context_C", self.params["C"])
-        self.context_clf_ = build_classifier(second)
-        self.context_clf_.fit(Z[known], y[known])
+        Z = self._blocks(X, P, bounds)[known]
+        yk, second = y[known], self.second_params()
+        # The second pass and, for the decision rule, its out-of-fold copies (grouped by article; their
+        # first-pass inputs are out-of-fold already), also in one batch.
+        tasks = [delayed(_fit_classifier)(second, Z, yk)]
+        if self.decision != "none":
+            tasks += [
+                delayed(_second_fold_proba)(classes, second, Z, yk, tr, te)
+                for tr, te in GroupKFold(n_splits=self.decision_folds).split(Z, yk, group[known])
+            ]
+        fitted, *probas = Parallel(n_jobs=n_jobs)(tasks)
+        self.context_clf_ = _unpickled(fitted)
         self.decision_factors_, self.decision_scores_ = np.ones(len(self.classes_)), {}
         if self.decision != "none":
-            oof = self._second_pass_oof(Z[known], y[known], group[known], second)
-            self.decision_factors_, self.decision_scores_ = choose_factors(y[known], oof, self.classes_, self.decision)
+            oof = np.zeros((len(yk), len(self.classes_)))
+            for (_, te), proba in zip(
+                GroupKFold(n_splits=self.decision_folds).split(Z, yk, group[known]), probas, strict=True
+            ):
+                oof[te] = proba
+            self.decision_factors_, self.decision_scores_ = choose_factors(yk, oof, self.classes_, self.decision)
         return self
-
-    def _second_pass_oof(self, Z, y, group, second: dict) -> np.ndarray:
-        """Out-of-fold second-pass probabilities, grouped by article (the first-pass inputs are out-of-fold already)."""
-        from sklearn.model_selection import GroupKFold
-
-        oof = np.zeros((len(y), len(self.classes_)))
-        for tr, te in GroupKFold(n_splits=self.decision_folds).split(Z, y, group):
-            oof[te] = proba_in(self.classes_, build_classifier(second).fit(Z[tr], y[tr]), Z[te])
-        return oof
 
     # -- prediction -------------------------------------------------------------------------
     def _features(self, texts: list[str]):
@@ -556,7 +671,7 @@ class ContextModel(BaseEstimator, ClassifierMixin):
     def predict_proba_articles(self, articles: list[list[str]]) -> list[np.ndarray]:
         """One probability matrix per article, columns in `classes_` order."""
         flat = [p for art in articles for p in art]
-        bounds = np.cumsum([0] + [len(a) for a in articles])
+        bounds = article_bounds(articles)
         if not flat:
             return [np.zeros((0, len(self.classes_))) for _ in articles]
         X = self._features(flat)

@@ -40,6 +40,8 @@ EXAMPLE_TEXTS = [
 EXPERIMENT_KIND = "mlflow.experimentKind"
 TRAINING_KIND = "custom_model_development"
 CHAMPION = "champion"
+# The tag of a training run naming the sha256 of the model file it logged.
+MODEL_SHA256 = "model_sha256"
 REQUIREMENTS = ("mlflow", "cloudpickle", "scikit-learn", "scipy", "numpy", "pandas", "joblib", "pyyaml", "underthesea")
 
 
@@ -181,23 +183,30 @@ def pip_requirements() -> list[str]:
     return out
 
 
-def log_training(params: dict, info: dict, model_path: Path) -> str:
-    """Log one training run (params, tags, the pyfunc model), register its model version, return the run id."""
+def log_training(params: dict, info: dict, model_path: Path, train_seconds: float, commit: str | None = None) -> str:
+    """Log one training run (params, tags, the pyfunc model), register its model version, return the run id.
+
+    What is particular to this run (its time, the commit, the run id) lives here and not in the
+    DVC outputs, so identical inputs give identical outputs; the `model_sha256` tag is how the
+    stages after `train` find the run (`training_run_id`).
+    """
     configure(params)
+    commit = commit or git_commit()
     # `dvc exp run` sets these for its stages (a generated name unless `-n NAME`); `dvc repro` does not.
     exp_name = os.environ.get("DVC_EXP_NAME", "")
     tags = {
-        "git_commit": info["git_commit"],
+        MODEL_SHA256: info["sha256"],
+        "git_commit": commit,
         "data_hash": info["data_hash"],
         "n_labels": str(info["n_train"]),
         "n_labels_manual": str(info.get("n_train_manual", "")),
         "dvc_exp_name": exp_name,
         "dvc_exp_baseline_rev": os.environ.get("DVC_EXP_BASELINE_REV", ""),
     }
-    name = runs.run_name(exp_name, info["git_commit"])
+    name = runs.run_name(exp_name, commit)
     with mlflow.start_run(run_name=name, tags=tags) as run:
         mlflow.log_params(_flat("", {k: v for k, v in params.items() if k != "mlflow"}))
-        mlflow.log_metric("train_seconds", info["train_seconds"])
+        mlflow.log_metric("train_seconds", round(train_seconds, 2))
         with tempfile.TemporaryDirectory() as tmp:
             meta = Path(tmp) / "model.json"
             meta.write_text(json.dumps({"sha256": info["sha256"], "labels": info["labels"]}), encoding="utf-8")
@@ -218,6 +227,19 @@ def log_training(params: dict, info: dict, model_path: Path) -> str:
         return run.info.run_id
 
 
+def training_run_id(params: dict, sha256: str) -> str | None:
+    """The newest training run in this store that logged the model file with this sha256, or None."""
+    configure(params)
+    exp = mlflow.get_experiment_by_name(params["mlflow"]["experiment"])
+    found = mlflow.MlflowClient().search_runs(
+        [exp.experiment_id],
+        filter_string=f"tags.{MODEL_SHA256} = '{sha256}'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    return found[0].info.run_id if found else None
+
+
 def log_files(params: dict, run_id: str | None, paths: list[Path], folder: str) -> None:
     """Add files that exist to a run's artifacts under `folder` (nothing when the run is not in this store)."""
     configure(params)
@@ -236,16 +258,19 @@ def log_files(params: dict, run_id: str | None, paths: list[Path], folder: str) 
 def log_evaluation(
     params: dict, run_id: str | None, metrics: dict, artifacts: list[Path], predictions: pd.DataFrame | None = None
 ) -> str:
-    """Add the test metrics and evaluation files to the training run (a new run if it is not in this store).
+    """Add the test metrics and evaluation files to the training run (a new run, with a note, if it is not in this store).
 
     `predictions` (references, gold, predicted; no text) becomes evaluation/predictions.csv and
     its hash the `test_hash` tag, so `runs compare` can match two runs' test paragraphs.
     """
     configure(params)
-    try:
-        run = mlflow.start_run(run_id=run_id) if run_id else mlflow.start_run()
-    except mlflow.exceptions.MlflowException:
-        run = mlflow.start_run(tags={"note": f"training run {run_id} not in this tracking store"})
+    if run_id is None:
+        run = mlflow.start_run(tags={"note": "the model's training run is not in this tracking store"})
+    else:
+        try:
+            run = mlflow.start_run(run_id=run_id)
+        except mlflow.exceptions.MlflowException:
+            run = mlflow.start_run(tags={"note": f"training run {run_id} not in this tracking store"})
     with run:
         mlflow.log_metrics({k: float(v) for k, v in _flat("", metrics).items() if isinstance(v, (int, float))})
         for path in artifacts:

@@ -50,16 +50,7 @@ def fit(train: pd.DataFrame, articles: pd.DataFrame, params: dict, word_cache: d
 def _fit(train: pd.DataFrame, articles: pd.DataFrame, params: dict, word_cache: dict | None, n_jobs: int):
     if params["context"]:
         _, paras, labels = article_lists(articles, train)
-        model = ContextModel(
-            params,
-            cv=params["context_folds"],
-            top_k=params["top_k"],
-            title=params["context_title"],
-            window=params["context_window"],
-            word_cache=word_cache,
-            decision=params["decision"],
-            decision_folds=params["decision_folds"],
-        )
+        model = ContextModel.from_params(params, word_cache)
         model.fit(paras, labels, n_jobs=n_jobs)
     else:
         model = build_model(params, word_cache)
@@ -85,6 +76,23 @@ def info_path(model_path: Path) -> Path:
     return Path(model_path).with_suffix(".train.json")
 
 
+def training_record(model, p: dict, train: pd.DataFrame, sha256: str) -> dict:
+    """What models/model.train.json holds: the same for the same inputs, so nothing of the run itself.
+
+    The run's time, commit and MLflow run id go to MLflow (and the stage's printed line): in a DVC
+    output they would make every training a change for `git status` and for the stages after it.
+    """
+    return {
+        "labels": [str(c) for c in model.classes_],
+        "params": p,
+        "data_hash": data_hash(train),
+        "n_train": len(train),
+        "n_train_manual": int((train.method == "manual").sum()),
+        "decision_factors": decision_factors(model),
+        "sha256": sha256,
+    }
+
+
 def main(params_path: Path = PARAMS) -> None:
     from pipeline import tracking  # MLflow only in entry points
 
@@ -93,23 +101,14 @@ def main(params_path: Path = PARAMS) -> None:
     train = pd.read_parquet(TRAIN)
     n_jobs = section(params, "resources")["n_jobs"]
     model, seconds = fit(train, pd.read_parquet(ARTICLES), p, read_word_cache(p), n_jobs)
-    info = {
-        "labels": [str(c) for c in model.classes_],
-        "params": p,
-        "data_hash": data_hash(train),
-        "n_train": len(train),
-        "n_train_manual": int((train.method == "manual").sum()),
-        "train_seconds": round(seconds, 2),
-        "decision_factors": decision_factors(model),
-    }
-    info["sha256"] = save_model(model, MODEL)
-    info["git_commit"] = tracking.git_commit()
-    info["mlflow_run_id"] = tracking.log_training(params, info, MODEL)
+    info = training_record(model, p, train, save_model(model, MODEL))
+    # the run's own values (time, commit, run id) go to MLflow and the line below, not to the DVC outputs
+    run_id = tracking.log_training(params, info, MODEL, seconds)
     write_json(info_path(MODEL), info)
     kind = "context model" if p["context"] else "paragraph model"
     factors = ", ".join(f"{c} x {f}" for c, f in info["decision_factors"].items() if f != 1.0)
     rule = f", {factors} (chosen out-of-fold)" if factors else ""
     print(
         f"train: {kind}, {p['features']} + {p['classifier']} (C={p['C']}){rule} on {len(train)} paragraphs "
-        f"in {seconds:.1f}s -> {MODEL}"
+        f"in {seconds:.1f}s -> {MODEL} (MLflow run {run_id})"
     )

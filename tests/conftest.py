@@ -132,3 +132,18 @@ def model_file(tmp_path_factory, trained_model) -> Path:
     sha = save_model(trained_model, path)
     write_json(meta_path(path), {"sha256": sha, "labels": [str(c) for c in trained_model.classes_]})
     return path
+
+
+def run_id_of(dest: Path) -> str:
+    """The training run of the project's current model: the newest run tagged with its sha256."""
+    import mlflow
+
+    sha = json.loads((dest / "models" / "model.json").read_text(encoding="utf-8"))["sha256"]
+    client = mlflow.MlflowClient(project_env(dest)["MLFLOW_TRACKING_URI"])
+    found = client.search_runs(
+        [e.experiment_id for e in client.search_experiments()],
+        filter_string=f"tags.model_sha256 = '{sha}'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    return found[0].info.run_id

@@ -17,7 +17,7 @@ from pathlib import Path
 import browser
 import pandas as pd
 import pytest
-from conftest import make_project, project_env
+from conftest import make_project, project_env, run_id_of
 
 pytestmark = pytest.mark.slow
 
@@ -36,10 +36,6 @@ def run(cmd, cwd):
     done = subprocess.run(cmd, cwd=cwd, env=project_env(cwd), capture_output=True, text=True)
     assert done.returncode == 0, f"{' '.join(cmd)} failed:\n{done.stdout}\n{done.stderr}"
     return done.stdout
-
-
-def run_id_of(dest: Path) -> str:
-    return json.loads((dest / "models" / "model.json").read_text(encoding="utf-8"))["mlflow_run_id"]
 
 
 OUTPUT: dict[str, str] = {}

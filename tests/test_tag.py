@@ -680,9 +680,9 @@ def context_model_file(tmp_path_factory, corpus_dir, labels):
             paras = paragraphs(art.text)
             arts.append(paras)
             labs.append([gold.get((art.id, i)) for i in range(len(paras))])
-    model = ContextModel(
-        params, cv=3, top_k=params["top_k"], title=True, window=1, decision="off_factor", decision_folds=3
-    ).fit(arts, labs)
+    model = ContextModel.from_params(params, cv=3, title=True, window=1, decision="off_factor", decision_folds=3).fit(
+        arts, labs
+    )
     path = tmp_path_factory.mktemp("context_model") / "model.joblib"
     write_json(meta_path(path), {"sha256": save_model(model, path), "labels": [str(c) for c in model.classes_]})
     return path

@@ -70,7 +70,7 @@ def test_article_score_is_mean_of_top_k(p_on, k, expected):
 
 def test_context_model_scores_whole_articles_and_single_paragraphs():
     arts, labels = toy_articles()
-    model = ContextModel(PARAMS, cv=3).fit(arts, labels)
+    model = ContextModel(**PARAMS, cv=3).fit(arts, labels)
     probas = predict_articles(model, [[COOP, VICTIM, STATS], [OFF], []])
     assert [p.shape for p in probas] == [(3, 4), (1, 4), (0, 4)]
     assert [model.classes_[i] for i in probas[0].argmax(axis=1)] == ["cooperation", "victim_support", "statistics"]
@@ -81,7 +81,7 @@ def test_context_model_scores_whole_articles_and_single_paragraphs():
 
 def test_saved_model_loads_only_with_matching_sha256(tmp_path):
     arts, labels = toy_articles()
-    model = ContextModel(PARAMS, cv=3).fit(arts, labels)
+    model = ContextModel(**PARAMS, cv=3).fit(arts, labels)
     path = tmp_path / "model.joblib"
     write_json(meta_path(path), {"sha256": save_model(model, path)})
     loaded, meta = load_model(path)
@@ -118,8 +118,8 @@ def test_truncated_model_file_is_a_clear_error(tmp_path):
 
 def test_training_is_deterministic_for_a_fixed_seed():
     arts, labels = toy_articles()
-    a = ContextModel(PARAMS, cv=3).fit(arts, labels)
-    b = ContextModel(PARAMS, cv=3).fit(arts, labels)
+    a = ContextModel(**PARAMS, cv=3).fit(arts, labels)
+    b = ContextModel(**PARAMS, cv=3).fit(arts, labels)
     texts = [[COOP, VICTIM, OFF]]
     assert np.array_equal(predict_articles(a, texts)[0], predict_articles(b, texts)[0])
 
@@ -160,9 +160,9 @@ def test_class_factors_raise_a_label_that_loses_to_another_on_topic_label():
 @pytest.mark.parametrize("rule", ["off_factor", "class_factors"])
 def test_context_model_decision_rule_is_chosen_in_fit_and_applied_everywhere(rule):
     arts, labels = toy_articles()
-    model = ContextModel(PARAMS, cv=3, decision=rule, decision_folds=3).fit(arts, labels)
+    model = ContextModel(**PARAMS, cv=3, decision=rule, decision_folds=3).fit(arts, labels)
     assert model.decision_factors_.shape == (4,) and model.decision_scores_
-    plain = ContextModel(PARAMS, cv=3).fit(arts, labels)
+    plain = ContextModel(**PARAMS, cv=3).fit(arts, labels)
     assert plain.decision_factors_.tolist() == [1.0] * 4 and plain.decision_scores_ == {}
     factors = np.array([1.0, 0.5, 2.0, 1.0])
     model.decision_factors_ = factors
@@ -236,7 +236,7 @@ def test_every_kind_of_model_the_project_trains_loads_with_the_trusted_types(tmp
     params = {**PARAMS, "features": features, "classifier": classifier}
     arts, labels = toy_articles()
     if context:
-        model = ContextModel(params, cv=3, title=True).fit(arts, labels)
+        model = ContextModel(**params, cv=3, title=True).fit(arts, labels)
     else:
         texts = [p for a, ls in zip(arts, labels, strict=True) for p, lab in zip(a, ls, strict=True) if lab]
         model = build_model(params).fit(texts, [lab for ls in labels for lab in ls if lab])
@@ -255,15 +255,30 @@ from pathlib import Path
 sys.path.insert(0, {tests!r})
 from test_model import PARAMS, toy_articles
 
-from pipeline.model import ContextModel, save_model
+import hashlib
+
+import pandas as pd
+
+from pipeline.model import ContextModel, save_model, write_json
+from pipeline.train import training_record
 
 arts, labels = toy_articles()
-model = ContextModel({{**PARAMS, "min_df": 1}}, cv=3, title=True).fit(arts, labels, n_jobs=int(sys.argv[2]))
-print(save_model(model, Path(sys.argv[1])))
+model = ContextModel(**{{**PARAMS, "min_df": 1}}, cv=3, title=True).fit(arts, labels, n_jobs=int(sys.argv[2]))
+sha = save_model(model, Path(sys.argv[1]))
+rows = [
+    (f"a{{i}}", j, hashlib.sha256(text.encode()).hexdigest()[:16], lab)
+    for i, labs in enumerate(labels)
+    for j, (text, lab) in enumerate(zip(arts[i], labs))
+    if lab
+]
+train = pd.DataFrame(rows, columns=["article_id", "paragraph", "hash", "label"]).assign(method="manual")
+record = Path(sys.argv[1]).with_suffix(".train.json")
+write_json(record, training_record(model, {{**PARAMS, "min_df": 1}}, train, sha))
+print(sha, hashlib.sha256(record.read_bytes()).hexdigest())
 """
 
 
-def test_same_inputs_give_the_same_model_bytes_in_any_process_and_job_count(tmp_path):
+def test_same_inputs_give_the_same_model_and_training_record_bytes_in_any_process_and_job_count(tmp_path):
     import os
     import subprocess
     import sys
@@ -279,7 +294,7 @@ def test_same_inputs_give_the_same_model_bytes_in_any_process_and_job_count(tmp_
             [sys.executable, "-c", script, str(out), n_jobs], env=env, cwd=root, capture_output=True, text=True
         )
         assert done.returncode == 0, done.stderr
-        shas.append(done.stdout.split()[-1])
+        shas.append(tuple(done.stdout.split()[-2:]))  # the model file's sha256, the training record's
     assert len(set(shas)) == 1, shas
 
 
@@ -290,3 +305,32 @@ def test_a_fold_that_lacks_a_label_still_gives_every_column():
     got = proba_in(classes, fitted, [COOP, OFF])
     assert got.shape == (2, 4) and (got[:, 2] == 0).all()
     assert got[:, [0, 1, 3]] == pytest.approx(fitted.predict_proba([COOP, OFF]))
+
+
+def test_every_hyperparameter_of_the_context_model_is_a_constructor_argument():
+    from sklearn.base import clone
+
+    model = ContextModel(**PARAMS, cv=3)
+    got = model.get_params()
+    assert {k: got[k] for k in PARAMS} == PARAMS and got["cv"] == 3
+    changed = clone(model).set_params(context_C=1.0, C=2.0, min_df=3)
+    paragraph = {k: v for k, v in PARAMS.items() if not k.startswith("context_")}
+    assert changed.second_params() == {**paragraph, "classifier": "linearsvc", "C": 1.0, "min_df": 3}
+    assert changed.paragraph_params()["C"] == 2.0 and model.get_params()["C"] == 10.0
+
+
+def test_a_train_section_maps_to_the_context_models_arguments():
+    train = {
+        **PARAMS,
+        "context_folds": 4,
+        "context_title": True,
+        "context_window": 2,
+        "top_k": 2,
+        "decision": "off_factor",
+        "decision_folds": 3,
+        "synthetic": False,
+    }
+    model = ContextModel.from_params(train, decision_folds=2)
+    got = model.get_params()
+    assert (got["cv"], got["title"], got["window"], got["top_k"], got["decision"]) == (4, True, 2, 2, "off_factor")
+    assert got["decision_folds"] == 2 and model.paragraph_params() == {k: PARAMS[k] for k in model.paragraph_params()}

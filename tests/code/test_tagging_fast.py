@@ -212,15 +212,7 @@ def _context_model(corpus_dir, labels, variant: str):
     gold = {(a, i): lab for a, i, lab in zip(labels.article_id, labels.paragraph, labels.label, strict=True)}
     arts = [paras[a] for a in sorted(paras)]
     labs = [[gold.get((a, i)) for i in range(len(paras[a]))] for a in sorted(paras)]
-    model = ContextModel(
-        params,
-        cv=3,
-        top_k=params["top_k"],
-        title=params["context_title"],
-        window=params["context_window"],
-        decision=params["decision"],
-        decision_folds=3,
-    )
+    model = ContextModel.from_params(params, cv=3, decision_folds=3)
     return model.fit(arts, labs)
 
 
