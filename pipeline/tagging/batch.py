@@ -15,13 +15,11 @@ import sys
 import threading
 import time
 from contextlib import ExitStack
-from dataclasses import dataclass
-from pathlib import Path
 
-from pipeline.config import MODEL, load_params, section
+from pipeline.config import load_params, section
 from pipeline.errors import ModelError
 from pipeline.tagging.checkpoint import Checkpoint, job_of
-from pipeline.tagging.inputs import MAX_ARTICLE_MB, MB, expand, printable, units, whole_files
+from pipeline.tagging.inputs import MB, expand, printable, units, whole_files
 from pipeline.tagging.outputs import (
     OutputError,
     PartFile,
@@ -36,34 +34,11 @@ from pipeline.tagging.outputs import (
     remove_stale_temps,
     summary_columns,
 )
+from pipeline.tagging.request import TagRequest
 from pipeline.tagging.scoring import TagOptions
 
 MAX_MESSAGES = 200  # a file of bad lines would otherwise flood the terminal; the count is always given
 STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")
-
-
-@dataclass
-class TagRequest:
-    """The `tag` command's arguments."""
-
-    paths: list[str]
-    output: str | None = None
-    fmt: str | None = None
-    summary: str | None = None
-    report: str | None = None
-    model: str = str(MODEL)
-    engine: str = "local"
-    jobs: int | None = None
-    spark_master: str = "local[*]"
-    min_confidence: float = 0.0
-    explain: int = 0
-    no_text: bool = False
-    paragraphs: bool = False
-    group_by: str | None = None
-    quiet: bool = False
-    resume: bool = False
-    max_article_mb: float = MAX_ARTICLE_MB
-    params: Path = Path("configs/params.yaml")
 
 
 class Interrupted(KeyboardInterrupt):
