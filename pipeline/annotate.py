@@ -14,7 +14,7 @@ import re
 import sys
 from pathlib import Path
 
-from pipeline.text import Article, paragraph_hash, paragraphs
+from pipeline.text import Article, json_line, paragraph_hash, paragraphs
 
 CODES = {"C": "cooperation", "V": "victim_support", "S": "statistics", "O": "off_topic"}
 
@@ -351,15 +351,9 @@ def read_batch_rows(path: Path) -> tuple[list[tuple[int, dict]], list[str]]:
                 if not line.strip():
                     continue
                 try:
-                    rec = json.loads(line)
-                except json.JSONDecodeError as e:
-                    problems.append(f"{path}:{n}: malformed JSON ({e.msg})")
-                    continue
-                except ValueError as e:  # an integer longer than Python's int-string limit
-                    problems.append(f"{path}:{n}: malformed JSON ({e})")
-                    continue
-                except RecursionError:
-                    problems.append(f"{path}:{n}: malformed JSON (nested too deeply)")
+                    rec = json_line(line)
+                except ValueError as e:
+                    problems.append(f"{path}:{n}: {e}")
                     continue
                 if not isinstance(rec, dict):
                     problems.append(f"{path}:{n}: expected a JSON object")

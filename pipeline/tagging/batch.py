@@ -411,18 +411,22 @@ def _finish(req: TagRequest, tally: Tally, seconds: float) -> int:
     """Print the closing lines; the very last one counts the failed inputs when there are any."""
     if tally.shown > MAX_MESSAGES:
         print(f"error: ... {tally.shown - MAX_MESSAGES} more messages not shown", file=sys.stderr)
-    where = req.output or "standard output"
     rate = (tally.paragraphs - tally.before) / seconds if seconds > 0 else 0.0
-    warned = f"; {tally.warned} warning{'s' if tally.warned > 1 else ''} above" if tally.warned else ""
-    if not req.quiet:
+    return closing_lines(tally, req.output or "standard output", seconds, rate, req.quiet)
+
+
+def closing_lines(counts, where: str, seconds: float, rate: float, quiet: bool) -> int:
+    """The summary line (unless quiet) and the failed inputs' line of either engine; the exit code (1: some failed)."""
+    warned = f"; {counts.warned} warning{'s' if counts.warned > 1 else ''} above" if counts.warned else ""
+    if not quiet:
         print(
-            f"tag: {tally.paragraphs} paragraphs of {tally.articles} articles ({tally.on_topic} on-topic) -> {where} "
+            f"tag: {counts.paragraphs} paragraphs of {counts.articles} articles ({counts.on_topic} on-topic) -> {where} "
             f"in {seconds:.1f} s ({rate:,.0f} paragraphs/s){warned}",
             file=sys.stderr,
         )
-    if tally.failed:
+    if counts.failed:
         print(
-            f"tag: {tally.failed} of {tally.inputs} inputs failed (messages above); all others were tagged",
+            f"tag: {counts.failed} of {counts.inputs} inputs failed (messages above); all others were tagged",
             file=sys.stderr,
         )
         return 1

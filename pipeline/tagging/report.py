@@ -11,7 +11,8 @@ import shutil
 from html import escape
 
 from pipeline.config import LABELS
-from pipeline.tagging.outputs import OutputError, PartFile, Staged
+from pipeline.files import Staged, discard_on_error
+from pipeline.tagging.outputs import PartFile
 from pipeline.tagging.records import UNCERTAIN
 
 COLOURS = {
@@ -101,19 +102,12 @@ class ReportWriter:
         )
         self.close()
         staged = Staged(self.path)
-        try:
-            f = staged.file
+        with discard_on_error(staged) as f:
             f.write(head.encode("utf-8"))
             for part, closing in ((self.rows, "</table>\n"), (self.sections, "</body></html>\n")):
                 with open(part.path, "rb") as src:
                     shutil.copyfileobj(src, f, 1 << 20)
                 f.write(closing.encode("utf-8"))
-        except OSError as e:
-            staged.discard()
-            raise OutputError(f"{self.path}: cannot be written ({e.strerror or e})") from None
-        except BaseException:
-            staged.discard()
-            raise
         return staged
 
     def sizes(self) -> tuple[int, int]:
