@@ -40,6 +40,14 @@ def _label_import(args) -> int:
     return import_batches([Path(f) for f in args.files], args.annotator, Path(args.into), args.params)
 
 
+def _label_batches(args) -> int:
+    from pipeline.annotate import make_batches
+
+    return make_batches(
+        tuple(args.files), args.max_paragraphs, args.seed, args.count, args.prefix, Path(args.out), args.params
+    )
+
+
 def _label_mine(args) -> int:
     from pipeline.annotate import mine_negatives
 
@@ -172,6 +180,14 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--annotator", required=True)
     imp.add_argument("--into", default="data/labels/manual.csv")
     imp.set_defaults(func=_label_import)
+    bat = label.add_parser("batches", help="whole articles in batches for annotators (NAME.txt, NAME.manifest.json)")
+    bat.add_argument("--files", nargs="+", default=["trafficking", "related"], help="corpus files (seeds: the folder)")
+    bat.add_argument("--max-paragraphs", type=int, default=200, metavar="N", help="about N paragraphs a batch")
+    bat.add_argument("--count", type=int, metavar="K", help="write the first K batches only (default: all)")
+    bat.add_argument("--seed", type=int, default=0)
+    bat.add_argument("--prefix", default="b")
+    bat.add_argument("-o", "--out", default="work/batches", help="folder of the batch files")
+    bat.set_defaults(func=_label_batches)
     mine = label.add_parser("mine", help="mine off_topic candidates from `general` articles with no topic terms")
     mine.add_argument("-n", type=int, default=4000)
     mine.add_argument("--per-article", type=int, default=2)

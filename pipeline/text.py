@@ -159,7 +159,6 @@ class Article:
     id: str
     text: str
     source: str = ""
-    category: str | None = None
     title: str = ""
     path: str = ""
     extra: dict = field(default_factory=dict)
@@ -228,7 +227,6 @@ def read_corpus(corpus_dir: str | Path, files: tuple[str, ...] = (*CORPUS_FILES,
                 id=str(rec["id"]),
                 text=rec["text"],
                 source=rec.get("source") or name,
-                category=rec.get("category"),
                 title=rec.get("title") or "",
                 path=name,
             )

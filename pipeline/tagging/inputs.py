@@ -410,11 +410,6 @@ def decode_article(data: bytes, path: str, kind: str) -> tuple[Article, str]:
     return Article(id=path, text=text, path=path, extra=extra), encoding
 
 
-def article_from_bytes(data: bytes, path: str, kind: str) -> Article:
-    """One article from a text file or web page's bytes; its id and path are the file's path."""
-    return decode_article(data, path, kind)[0]
-
-
 def _json_kind(value) -> str:
     """What a JSON value is, in the words of JSON (for messages)."""
     if isinstance(value, bool):

@@ -33,8 +33,6 @@ from pipeline.files import OutputError, Staged, atomic_open, discard_on_error  #
 from pipeline.tagging.inputs import printable
 from pipeline.tagging.records import UNCERTAIN
 
-FORMATS = ("jsonl", "csv", "parquet")
-
 
 def output_format(path: str | None, fmt: str | None) -> str:
     """The format named by --format, else by the output's extension (.jsonl, .csv, .parquet, optionally .gz); JSONL by default."""
@@ -392,10 +390,6 @@ class RecordWriter:
             self._file.write(chunk)
             if not self.path:
                 self._file.flush()
-
-    def write_records(self, records: Iterable[dict]) -> None:
-        """Encode and append records (for callers that hold records, not encoded chunks)."""
-        self.write(encode(list(records), self.fmt, self.columns))
 
     def __exit__(self, exc_type, exc, tb):
         try:

@@ -75,13 +75,6 @@ class ReportWriter:
         self.rows, self.sections = rows, sections
         self.n_articles, self.n_on_topic = n_articles, n_on_topic  # carried over when a run resumes
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-        return False
-
     def add(self, summaries: list[dict], sections: list[str]) -> None:
         """Append the articles of one unit, in order."""
         self.rows.write("".join(table_row(s) for s in summaries).encode("utf-8"))
