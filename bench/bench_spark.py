@@ -17,16 +17,16 @@ import contextlib
 import gzip
 import json
 import shutil
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))  # the standalone cluster launcher of the tests
+
+from peaks import rss, run_sampled, tree  # noqa: E402 - bench/ is the script's folder
 
 
 def child(args) -> None:
@@ -49,45 +49,22 @@ def child(args) -> None:
     print(json.dumps({"session": session, "job": job, "paragraphs": counts.paragraphs}))
 
 
-def _rss(procs) -> int:
-    total = 0
-    for p in procs:
-        with contextlib.suppress(Exception):
-            total += p.memory_info().rss
-    return total
-
-
 def measure(cmd: list[str], cluster=None) -> dict:
     """Run a command; wall time, its stdout, and peak RSS of the driver side and of the executors (sampled)."""
-    import psutil
 
-    peaks = {"driver": 0, "executors": 0}
-    start = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    def sample(pid: int) -> dict:
+        procs = tree(pid)
+        workers = [p for p in procs if _is_python_worker(p)]
+        executors = list(workers)
+        if cluster is not None:
+            for jvm in cluster.executor_jvms():
+                executors += [jvm, *jvm.children(recursive=True)]
+        return {"driver": rss([p for p in procs if p not in workers]), "executors": rss(executors)}
 
-    def sample():
-        root = psutil.Process(proc.pid)
-        while proc.poll() is None:
-            with contextlib.suppress(psutil.NoSuchProcess):
-                tree = [root, *root.children(recursive=True)]
-                workers = [p for p in tree if _is_python_worker(p)]
-                driver = [p for p in tree if p not in workers]
-                executors = list(workers)
-                if cluster is not None:
-                    for jvm in cluster.executor_jvms():
-                        executors += [jvm, *jvm.children(recursive=True)]
-                peaks["driver"] = max(peaks["driver"], _rss(driver))
-                peaks["executors"] = max(peaks["executors"], _rss(executors))
-            time.sleep(0.1)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    out, err = proc.communicate()
-    seconds = time.perf_counter() - start
-    sampler.join()
+    seconds, peaks, proc, out, err = run_sampled(cmd, ROOT, sample, 0.1)
     if proc.returncode not in (0, 1):
         raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{err[-3000:]}")
-    return {"seconds": seconds, "stdout": out, "stderr": err, **peaks}
+    return {"seconds": seconds, "stdout": out, "stderr": err, "driver": 0, "executors": 0, **peaks}
 
 
 def _is_python_worker(p) -> bool:

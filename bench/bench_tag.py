@@ -16,7 +16,6 @@ fastText is a bench-only dependency: `pip install fasttext-numpy2-wheel==0.9.2` 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import multiprocessing
 import os
 import subprocess
@@ -29,42 +28,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-
-def tree_rss(pid: int) -> int:
-    """Resident memory of a process and all its descendants, in bytes."""
-    import psutil
-
-    try:
-        proc = psutil.Process(pid)
-        procs = [proc, *proc.children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return 0
-    total = 0
-    for p in procs:
-        with contextlib.suppress(psutil.NoSuchProcess):  # a worker may end between listing and reading
-            total += p.memory_info().rss
-    return total
+from peaks import run_sampled, tree_rss  # noqa: E402 - bench/ is the script's folder
 
 
 def run_measured(cmd: list[str]) -> tuple[float, int, str]:
     """Run a command; (wall seconds, peak RSS of its process tree, stderr)."""
-    peak = [0]
-    start = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-
-    def sample():
-        while proc.poll() is None:
-            peak[0] = max(peak[0], tree_rss(proc.pid))
-            time.sleep(0.05)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    _, err = proc.communicate()
-    seconds = time.perf_counter() - start
-    sampler.join()
+    sample = lambda pid: {"rss": tree_rss(pid)}  # noqa: E731
+    seconds, peaks, proc, _, err = run_sampled(cmd, ROOT, sample, 0.05, stdout=subprocess.DEVNULL)
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{err}")
-    return seconds, peak[0], err
+    return seconds, peaks.get("rss", 0), err
 
 
 def tag_command(source: Path, model: Path, out: Path, engine: str, jobs: int) -> list[str]:

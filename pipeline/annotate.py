@@ -14,19 +14,19 @@ import re
 import sys
 from pathlib import Path
 
-from pipeline.text import Article, paragraph_hash, paragraphs
+from pipeline.text import Article, json_line, paragraph_hash, paragraphs
 
 CODES = {"C": "cooperation", "V": "victim_support", "S": "statistics", "O": "off_topic"}
 
 
-def plan_batches(articles: list[Article], max_paragraphs: int, seed: int) -> list[list[Article]]:
+def plan_batches(articles: list[Article], max_paragraphs: int, seed: int, max_chars: int = 1000) -> list[list[Article]]:
     """Shuffle whole articles (seeded) and pack them into batches of about `max_paragraphs` paragraphs."""
     order = sorted(articles, key=lambda a: a.id)
     random.Random(seed).shuffle(order)
     batches: list[list[Article]] = [[]]
     size = 0
     for art in order:
-        n = len(paragraphs(art.text))
+        n = len(paragraphs(art.text, max_chars))
         if batches[-1] and size + n > max_paragraphs:
             batches.append([])
             size = 0
@@ -35,7 +35,7 @@ def plan_batches(articles: list[Article], max_paragraphs: int, seed: int) -> lis
     return [b for b in batches if b]
 
 
-def render_batch(name: str, articles: list[Article]) -> tuple[str, dict]:
+def render_batch(name: str, articles: list[Article], max_chars: int = 1000) -> tuple[str, dict]:
     """Return the readable batch text and its manifest."""
     lines = [
         f"# batch {name}: {len(articles)} articles. Answer file: {name}.labels.txt, one line per paragraph: KEY INDEX CODE"
@@ -43,7 +43,7 @@ def render_batch(name: str, articles: list[Article]) -> tuple[str, dict]:
     manifest = {"batch": name, "articles": {}}
     for i, art in enumerate(articles, 1):
         key = f"A{i}"
-        paras = paragraphs(art.text)
+        paras = paragraphs(art.text, max_chars)  # as import-batch cuts them, so the hashes match
         manifest["articles"][key] = {"id": art.id, "hashes": [paragraph_hash(p) for p in paras]}
         lines.append("")
         lines.append(f"## {key}  ({art.id}, {len(paras)} paragraphs)")
@@ -51,17 +51,43 @@ def render_batch(name: str, articles: list[Article]) -> tuple[str, dict]:
     return "\n".join(lines) + "\n", manifest
 
 
-def write_batches(out_dir: Path, prefix: str, batches: list[list[Article]]) -> list[Path]:
+def write_batches(out_dir: Path, prefix: str, batches: list[list[Article]], max_chars: int = 1000) -> list[Path]:
     """Write each batch as NAME.txt and NAME.manifest.json into `out_dir`."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+    from pipeline.files import atomic_open
+
     paths = []
     for k, arts in enumerate(batches):
         name = f"{prefix}{k:03d}"
-        text, manifest = render_batch(name, arts)
-        (out_dir / f"{name}.txt").write_text(text, encoding="utf-8")
-        (out_dir / f"{name}.manifest.json").write_text(json.dumps(manifest, indent=1), encoding="utf-8")
+        text, manifest = render_batch(name, arts, max_chars)
+        with atomic_open(out_dir / f"{name}.manifest.json") as f:
+            f.write(json.dumps(manifest, indent=1).encode("utf-8"))
+        with atomic_open(out_dir / f"{name}.txt") as f:
+            f.write(text.encode("utf-8"))
         paths.append(out_dir / f"{name}.txt")
     return paths
+
+
+def make_batches(
+    files: tuple[str, ...],
+    max_paragraphs: int,
+    seed: int,
+    count: int | None,
+    prefix: str,
+    out_dir: Path,
+    params_path: Path,
+) -> int:
+    """`label batches`: whole articles of the corpus files, shuffled and packed into batches for annotators."""
+    from pipeline.text import read_corpus
+
+    corpus_dir, max_chars = _params(params_path)
+    batches = plan_batches(list(read_corpus(corpus_dir, files)), max_paragraphs, seed, max_chars)[:count]
+    paths = write_batches(out_dir, prefix, batches, max_chars)
+    n = sum(len(b) for b in batches)
+    print(
+        f"batches: {len(paths)} batches of {n} articles -> {out_dir} "
+        f"(answer each in NAME.labels.txt, then `label import-batch`)"
+    )
+    return 0
 
 
 _ANSWER = re.compile(r"^\s*(A\d+)\s+(\d+)\s+([CVSOcvso])\s*$")
@@ -351,15 +377,9 @@ def read_batch_rows(path: Path) -> tuple[list[tuple[int, dict]], list[str]]:
                 if not line.strip():
                     continue
                 try:
-                    rec = json.loads(line)
-                except json.JSONDecodeError as e:
-                    problems.append(f"{path}:{n}: malformed JSON ({e.msg})")
-                    continue
-                except ValueError as e:  # an integer longer than Python's int-string limit
-                    problems.append(f"{path}:{n}: malformed JSON ({e})")
-                    continue
-                except RecursionError:
-                    problems.append(f"{path}:{n}: malformed JSON (nested too deeply)")
+                    rec = json_line(line)
+                except ValueError as e:
+                    problems.append(f"{path}:{n}: {e}")
                     continue
                 if not isinstance(rec, dict):
                     problems.append(f"{path}:{n}: expected a JSON object")

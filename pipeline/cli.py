@@ -12,6 +12,8 @@ import os
 import sys
 from pathlib import Path
 
+from pipeline.config import MODEL, PARAMS
+
 STAGES = ("prepare", "split", "tokenize", "train", "evaluate", "tag_seeds", "learning_curve")
 
 
@@ -36,6 +38,14 @@ def _label_import(args) -> int:
     from pipeline.annotate import import_batches
 
     return import_batches([Path(f) for f in args.files], args.annotator, Path(args.into), args.params)
+
+
+def _label_batches(args) -> int:
+    from pipeline.annotate import make_batches
+
+    return make_batches(
+        tuple(args.files), args.max_paragraphs, args.seed, args.count, args.prefix, Path(args.out), args.params
+    )
 
 
 def _label_mine(args) -> int:
@@ -121,61 +131,34 @@ def _serve(args) -> int:
 
 
 def _tag(args) -> int:
-    from pipeline.tagging.batch import TagRequest, run
+    from pipeline.tagging.batch import run
     from pipeline.tagging.engines import EngineError
     from pipeline.tagging.inputs import printable
     from pipeline.tagging.outputs import OutputError
+    from pipeline.tagging.request import TAG_OPTIONS, from_args
 
-    fields = {k: v for k, v in vars(args).items() if k in TagRequest.__dataclass_fields__}
     try:
-        return run(TagRequest(**fields))
+        return run(from_args(args, TAG_OPTIONS, params=args.params))
     except (OutputError, EngineError) as e:
         print(f"error: {printable(str(e))}", file=sys.stderr)
         return 2
 
 
 def _tag_parser(sub) -> None:
-    from pipeline.tagging.inputs import MAX_ARTICLE_MB
+    from pipeline.tagging.request import TAG_OPTIONS, add_arguments
 
     tag = sub.add_parser(
         "tag",
         help="tag every paragraph of new articles",
         description="Tag every paragraph of new articles: .txt, .html, folders, .jsonl(.gz) or .parquet records, - for stdin.",
     )
-    add = tag.add_argument
-    add("paths", nargs="+", metavar="PATH", help="files, folders (recursively) or - for standard input")
-    add("-o", "--output", help="paragraph records: .jsonl, .csv or .parquet (.gz too); default standard output")
-    add("--format", dest="fmt", choices=("jsonl", "csv", "parquet"), help="output format (default: by extension)")
-    add("--summary", metavar="FILE", help="one record per article (.jsonl, .csv or .parquet)")
-    add("--report", metavar="FILE.html", help="a self-contained HTML page to read the tags")
-    add("--model", default="models/model.joblib", help="model file, or MLflow URI (runs:/..., models:/NAME@ALIAS)")
-    add("--min-confidence", type=float, default=0.0, metavar="P", help="label paragraphs below P `uncertain`")
-    add("--explain", type=int, default=0, metavar="K", help="the K n-grams that pushed each paragraph to its label")
-    add("--no-text", action="store_true", help="leave the paragraph text out of the records")
-    add("--paragraphs", action="store_true", help="records are paragraphs already: never re-split, id kept")
-    add(
-        "--group-by",
-        metavar="FIELD",
-        help="with --paragraphs: records sharing FIELD (e.g. article_id) are one article, in `paragraph` order",
-    )
-    add("--engine", choices=("local", "spark"), default="local", help="local processes (default) or Apache Spark")
-    add("--jobs", type=int, default=None, metavar="N", help="worker processes (default: all cores)")
-    add("--spark-master", default="local[*]", help="Spark master URL for --engine spark")
-    add("--quiet", action="store_true", help="no progress bar and no closing summary line")
-    add("--resume", action="store_true", help="carry on an interrupted run from its checkpoint beside -o FILE")
-    add(
-        "--max-article-mb",
-        type=float,
-        default=MAX_ARTICLE_MB,
-        metavar="MB",
-        help=f"larger files, records and JSON lines are reported, not tagged (default {MAX_ARTICLE_MB:g})",
-    )
+    add_arguments(tag, TAG_OPTIONS)
     tag.set_defaults(func=_tag)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pipeline", description=__doc__.splitlines()[0])
-    parser.add_argument("--params", type=Path, default=Path("configs/params.yaml"), help="params file")
+    parser.add_argument("--params", type=Path, default=PARAMS, help="params file")
     sub = parser.add_subparsers(dest="command", required=True)
     for name in STAGES:
         stage = sub.add_parser(name, help=f"run the DVC stage `{name}`")
@@ -197,6 +180,14 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--annotator", required=True)
     imp.add_argument("--into", default="data/labels/manual.csv")
     imp.set_defaults(func=_label_import)
+    bat = label.add_parser("batches", help="whole articles in batches for annotators (NAME.txt, NAME.manifest.json)")
+    bat.add_argument("--files", nargs="+", default=["trafficking", "related"], help="corpus files (seeds: the folder)")
+    bat.add_argument("--max-paragraphs", type=int, default=200, metavar="N", help="about N paragraphs a batch")
+    bat.add_argument("--count", type=int, metavar="K", help="write the first K batches only (default: all)")
+    bat.add_argument("--seed", type=int, default=0)
+    bat.add_argument("--prefix", default="b")
+    bat.add_argument("-o", "--out", default="work/batches", help="folder of the batch files")
+    bat.set_defaults(func=_label_batches)
     mine = label.add_parser("mine", help="mine off_topic candidates from `general` articles with no topic terms")
     mine.add_argument("-n", type=int, default=4000)
     mine.add_argument("--per-article", type=int, default=2)
@@ -208,7 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--pool", type=int, default=2000, help="unlabeled articles sampled and scored")
     q.add_argument("--per-article", type=int, default=3)
     q.add_argument("--seed", type=int, default=0)
-    q.add_argument("--model", default="models/model.joblib")
+    q.add_argument("--model", default=str(MODEL))
     q.add_argument("-o", "--out", default="work/queue.jsonl")
     q.set_defaults(func=_label_queue)
     ex = label.add_parser("export", help="a queued batch with text and neighbours, for annotators (JSONL or CSV)")

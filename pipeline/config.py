@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
-
 from pipeline.errors import ParamsError  # noqa: F401 - its home is pipeline.errors; imported from here too
 
 PARAMS = Path("configs/params.yaml")
@@ -134,6 +132,8 @@ def validate(params: dict, path: Path = PARAMS) -> list[str]:
 
 def load_params(path: Path = PARAMS) -> dict:
     """Read and check the params file, or raise ParamsError naming the file and each bad key."""
+    import yaml  # here, not at the top: the CLI reads the paths above to print --help, and YAML is a third of that
+
     try:
         params = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as e:

@@ -84,19 +84,29 @@ def read_label_file(path: Path) -> tuple[list[Label], list[str]]:
         return [], [f"{path}: cannot be read ({e})"]
 
 
+def merge(labels: Iterable[Label], into: dict | None = None) -> tuple[dict, int, list[tuple[Label, Label]]]:
+    """Labels by paragraph, the first row kept: (labels by key, how many were new, (row, earlier row) pairs that disagree).
+
+    The one merge of the label set: a repeat is a no-op; a row whose label or hash differs is a conflict.
+    """
+    by_key = dict(into or {})
+    added, clashes = 0, []
+    for lab in labels:
+        seen = by_key.setdefault(lab.key, lab)
+        if seen is lab:
+            added += 1
+        elif seen.label != lab.label or seen.hash != lab.hash:
+            clashes.append((lab, seen))
+    return by_key, added, clashes
+
+
 def find_conflicts(labels: Iterable[Label]) -> tuple[list[Label], list[str]]:
     """Merge repeated references; two rows for one paragraph with different labels are a conflict."""
-    by_key: dict[tuple[str, int], Label] = {}
-    problems = []
-    for lab in labels:
-        seen = by_key.get(lab.key)
-        if seen is None:
-            by_key[lab.key] = lab
-        elif seen.label != lab.label or seen.hash != lab.hash:
-            problems.append(
-                f"{lab.where}: {lab.article_id} paragraph {lab.paragraph} is labeled {lab.label!r} "
-                f"but {seen.where} says {seen.label!r}"
-            )
+    by_key, _, clashes = merge(labels)
+    problems = [
+        f"{lab.where}: {lab.article_id} paragraph {lab.paragraph} is labeled {lab.label!r} but {seen.where} says {seen.label!r}"
+        for lab, seen in clashes
+    ]
     return list(by_key.values()), problems
 
 
@@ -170,17 +180,13 @@ def write_label_file(path: Path, labels: Iterable[Label]) -> None:
 
 def batch_conflicts(new: list[Label]) -> tuple[list[Label], list[str]]:
     """Rows of one batch that give one paragraph different labels (or hashes) are all rejected, each pair named."""
-    first: dict[tuple[str, int], Label] = {}
-    clashing: set[tuple[str, int]] = set()
-    problems = []
-    for lab in new:
-        seen = first.setdefault(lab.key, lab)
-        if seen is not lab and (seen.label != lab.label or seen.hash != lab.hash):
-            clashing.add(lab.key)
-            problems.append(
-                f"{lab.where}: {lab.article_id} paragraph {lab.paragraph} is {lab.label!r} here but {seen.label!r} "
-                f"at {seen.where}: the two rows conflict with each other; neither is imported"
-            )
+    _, _, clashes = merge(new)
+    problems = [
+        f"{lab.where}: {lab.article_id} paragraph {lab.paragraph} is {lab.label!r} here but {seen.label!r} "
+        f"at {seen.where}: the two rows conflict with each other; neither is imported"
+        for lab, seen in clashes
+    ]
+    clashing = {lab.key for lab, _ in clashes}
     return [lab for lab in new if lab.key not in clashing], problems
 
 
@@ -190,16 +196,10 @@ def merge_into(existing: list[Label], new: list[Label]) -> tuple[list[Label], in
     A row that repeats an existing label is a no-op, so importing the same batch twice changes nothing.
     A row that contradicts an existing label is reported and not applied.
     """
-    by_key = {lab.key: lab for lab in existing}
-    added, conflicts = 0, []
-    for lab in new:
-        seen = by_key.get(lab.key)
-        if seen is None:
-            by_key[lab.key] = lab
-            added += 1
-        elif seen.label != lab.label or seen.hash != lab.hash:
-            conflicts.append(
-                f"{lab.where}: {lab.article_id} paragraph {lab.paragraph} is {lab.label!r} here "
-                f"but already {seen.label!r} in the label set"
-            )
+    by_key, added, clashes = merge(new, {lab.key: lab for lab in existing})
+    conflicts = [
+        f"{lab.where}: {lab.article_id} paragraph {lab.paragraph} is {lab.label!r} here "
+        f"but already {seen.label!r} in the label set"
+        for lab, seen in clashes
+    ]
     return list(by_key.values()), added, conflicts

@@ -109,11 +109,6 @@ def model_uri(uri: str) -> str:
     return f"runs:/{m.group(1)}/model" if m else uri.strip()
 
 
-def is_model_uri(text: str) -> bool:
-    """True for an MLflow model URI (`runs:/`, `models:/`), False for a file path."""
-    return str(text).startswith(("runs:/", "models:/"))
-
-
 _RUN_URI = re.compile(r"runs:/[0-9a-f]{32}(/[A-Za-z0-9_.-]+)*/?")
 _REGISTRY_URI = re.compile(r"models:/[^/@:\s][^/@:]*(/[0-9]+|@[A-Za-z0-9_-]+)/?")
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")

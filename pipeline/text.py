@@ -159,10 +159,24 @@ class Article:
     id: str
     text: str
     source: str = ""
-    category: str | None = None
     title: str = ""
     path: str = ""
     extra: dict = field(default_factory=dict)
+
+
+def json_line(line: str | bytes):
+    """The JSON value of one line; ValueError whose text is the reason, for a message that names the file and line."""
+    try:
+        # Without its line break, a line cut short reads as an unterminated string, not a control character.
+        return json.loads(line.rstrip(b"\r\n" if isinstance(line, bytes) else "\r\n"))
+    except UnicodeDecodeError:
+        raise ValueError("not UTF-8 (JSON lines must be UTF-8)") from None
+    except json.JSONDecodeError as e:
+        raise ValueError(f"malformed JSON ({e.msg.removesuffix(' at')} at column {e.colno})") from None
+    except ValueError as e:  # an integer of more digits than Python converts (sys.get_int_max_str_digits)
+        raise ValueError(f"malformed JSON ({e})") from None
+    except RecursionError:  # [[[[...]]]] nested deeper than Python's stack
+        raise ValueError("malformed JSON (nested too deeply)") from None
 
 
 def read_jsonl(path: Path, need_text: bool = True) -> Iterator[tuple[int, dict]]:
@@ -174,9 +188,9 @@ def read_jsonl(path: Path, need_text: bool = True) -> Iterator[tuple[int, dict]]
                 if not line.strip():
                     continue
                 try:
-                    rec = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise CorpusError(f"{path}:{lineno}: malformed JSON ({e.msg})") from None
+                    rec = json_line(line)
+                except ValueError as e:
+                    raise CorpusError(f"{path}:{lineno}: {e}") from None
                 if not isinstance(rec, dict) or "id" not in rec or (need_text and not isinstance(rec.get("text"), str)):
                     raise CorpusError(f"{path}:{lineno}: a record needs a string 'text' and an 'id'")
                 yield lineno, rec
@@ -213,7 +227,6 @@ def read_corpus(corpus_dir: str | Path, files: tuple[str, ...] = (*CORPUS_FILES,
                 id=str(rec["id"]),
                 text=rec["text"],
                 source=rec.get("source") or name,
-                category=rec.get("category"),
                 title=rec.get("title") or "",
                 path=name,
             )

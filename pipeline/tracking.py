@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline import runs
-from pipeline.config import LABELS
+from pipeline.config import LABELS, PARAMS
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 # Sentences written for this project (no corpus text): the model's input example.
@@ -418,13 +418,19 @@ def ensure_champion(client, name: str) -> str | None:
     )
 
 
+def _registered_name(params: dict) -> str:
+    """The registered model's name, or RunsError when the params name none."""
+    name = params["mlflow"].get("registered_model")
+    if not name:
+        raise runs.RunsError(f"{PARAMS}: mlflow.registered_model is not set")
+    return name
+
+
 def version_uri(params: dict, alias: str = CHAMPION) -> str:
     """`models:/NAME/VERSION` of the version holding `alias`, for a command that serves it; RunsError in one line."""
     uri = tracking_uri(params)
     client = connect(uri)
-    name = params["mlflow"].get("registered_model")
-    if not name:
-        raise runs.RunsError("configs/params.yaml: mlflow.registered_model is not set")
+    name = _registered_name(params)
     with store_errors(uri):
         version = _version(client, {"kind": "alias", "name": name, "alias": alias}, name)
     return f"models:/{name}/{version.version}"
@@ -464,9 +470,7 @@ def promote(params: dict, ref: str, alias: str = "champion", force: bool = False
     """Move `alias` to the version `ref` names unless the rule in runs.promotion refuses; return (decision, message)."""
     uri = tracking_uri(params)
     client = connect(uri)
-    name = params["mlflow"].get("registered_model")
-    if not name:
-        raise runs.RunsError("configs/params.yaml: mlflow.registered_model is not set")
+    name = _registered_name(params)
     with store_errors(uri):
         version = _version(client, runs.parse_ref(ref, name), name)
         current = _aliases(client, version.name).get(alias)
@@ -526,7 +530,7 @@ def resolve_model(uri: str, store: str | None = None) -> tuple:
 
 def _read_params() -> dict | None:
     """configs/params.yaml when it is there and readable (for its tracking URI), else None."""
-    from pipeline.config import PARAMS, ParamsError, load_params
+    from pipeline.config import ParamsError, load_params
 
     try:
         return load_params(PARAMS)

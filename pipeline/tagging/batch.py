@@ -15,13 +15,11 @@ import sys
 import threading
 import time
 from contextlib import ExitStack
-from dataclasses import dataclass
-from pathlib import Path
 
-from pipeline.config import MODEL, load_params, section
+from pipeline.config import load_params, section
 from pipeline.errors import ModelError
 from pipeline.tagging.checkpoint import Checkpoint, job_of
-from pipeline.tagging.inputs import MAX_ARTICLE_MB, MB, expand, printable, units, whole_files
+from pipeline.tagging.inputs import MB, expand, printable, units, whole_files
 from pipeline.tagging.outputs import (
     OutputError,
     PartFile,
@@ -36,34 +34,11 @@ from pipeline.tagging.outputs import (
     remove_stale_temps,
     summary_columns,
 )
+from pipeline.tagging.request import TagRequest
 from pipeline.tagging.scoring import TagOptions
 
 MAX_MESSAGES = 200  # a file of bad lines would otherwise flood the terminal; the count is always given
 STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")
-
-
-@dataclass
-class TagRequest:
-    """The `tag` command's arguments."""
-
-    paths: list[str]
-    output: str | None = None
-    fmt: str | None = None
-    summary: str | None = None
-    report: str | None = None
-    model: str = str(MODEL)
-    engine: str = "local"
-    jobs: int | None = None
-    spark_master: str = "local[*]"
-    min_confidence: float = 0.0
-    explain: int = 0
-    no_text: bool = False
-    paragraphs: bool = False
-    group_by: str | None = None
-    quiet: bool = False
-    resume: bool = False
-    max_article_mb: float = MAX_ARTICLE_MB
-    params: Path = Path("configs/params.yaml")
 
 
 class Interrupted(KeyboardInterrupt):
@@ -436,18 +411,22 @@ def _finish(req: TagRequest, tally: Tally, seconds: float) -> int:
     """Print the closing lines; the very last one counts the failed inputs when there are any."""
     if tally.shown > MAX_MESSAGES:
         print(f"error: ... {tally.shown - MAX_MESSAGES} more messages not shown", file=sys.stderr)
-    where = req.output or "standard output"
     rate = (tally.paragraphs - tally.before) / seconds if seconds > 0 else 0.0
-    warned = f"; {tally.warned} warning{'s' if tally.warned > 1 else ''} above" if tally.warned else ""
-    if not req.quiet:
+    return closing_lines(tally, req.output or "standard output", seconds, rate, req.quiet)
+
+
+def closing_lines(counts, where: str, seconds: float, rate: float, quiet: bool) -> int:
+    """The summary line (unless quiet) and the failed inputs' line of either engine; the exit code (1: some failed)."""
+    warned = f"; {counts.warned} warning{'s' if counts.warned > 1 else ''} above" if counts.warned else ""
+    if not quiet:
         print(
-            f"tag: {tally.paragraphs} paragraphs of {tally.articles} articles ({tally.on_topic} on-topic) -> {where} "
+            f"tag: {counts.paragraphs} paragraphs of {counts.articles} articles ({counts.on_topic} on-topic) -> {where} "
             f"in {seconds:.1f} s ({rate:,.0f} paragraphs/s){warned}",
             file=sys.stderr,
         )
-    if tally.failed:
+    if counts.failed:
         print(
-            f"tag: {tally.failed} of {tally.inputs} inputs failed (messages above); all others were tagged",
+            f"tag: {counts.failed} of {counts.inputs} inputs failed (messages above); all others were tagged",
             file=sys.stderr,
         )
         return 1

@@ -15,7 +15,6 @@ import functools
 import gzip
 import hashlib
 import io
-import json
 import os
 import re
 import stat
@@ -24,7 +23,7 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from pipeline.text import _CONTROL_CHARS, _INVISIBLE_CHARS, Article, normalize
+from pipeline.text import _CONTROL_CHARS, _INVISIBLE_CHARS, Article, json_line, normalize
 
 ARTICLE_KINDS = {".txt": "text", ".text": "text", ".html": "html", ".htm": "html", ".xhtml": "html"}
 RECORD_KINDS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet", ".pq": "parquet"}
@@ -441,11 +440,6 @@ def decode_article(data: bytes, path: str, kind: str) -> tuple[Article, str]:
     return Article(id=path, text=text, path=path, extra=extra), encoding
 
 
-def article_from_bytes(data: bytes, path: str, kind: str) -> Article:
-    """One article from a text file or web page's bytes; its id and path are the file's path."""
-    return decode_article(data, path, kind)[0]
-
-
 def _json_kind(value) -> str:
     """What a JSON value is, in the words of JSON (for messages)."""
     if isinstance(value, bool):
@@ -494,16 +488,9 @@ def _parse_line(line, where: str, max_bytes: int):
     if isinstance(line, Oversized):
         raise InputError(f"{where}: {too_large(max_bytes, 'a line of', line.size)}")
     try:
-        # Without its line break, a line cut short reads as an unterminated string, not a control character.
-        return json.loads(line.rstrip(b"\r\n" if isinstance(line, bytes) else "\r\n"))
-    except UnicodeDecodeError:
-        raise InputError(f"{where}: not UTF-8 (JSON lines must be UTF-8)") from None
-    except json.JSONDecodeError as e:
-        raise InputError(f"{where}: malformed JSON ({e.msg.removesuffix(' at')} at column {e.colno})") from None
-    except ValueError as e:  # an integer of more digits than Python converts (sys.get_int_max_str_digits)
-        raise InputError(f"{where}: malformed JSON ({e})") from None
-    except RecursionError:  # [[[[...]]]] nested deeper than Python's stack
-        raise InputError(f"{where}: malformed JSON (nested too deeply)") from None
+        return json_line(line)
+    except ValueError as e:
+        raise InputError(f"{where}: {e}") from None
 
 
 def _file_data(path: str, kind: str, data, max_bytes: int) -> bytes | InputError:

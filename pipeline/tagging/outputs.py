@@ -29,11 +29,9 @@ from json.encoder import encode_basestring as _quote
 from pathlib import Path
 
 from pipeline.config import LABELS
-from pipeline.files import OutputError, Staged, atomic_open  # noqa: F401 - OutputError is this module's error too
+from pipeline.files import OutputError, Staged, atomic_open, discard_on_error  # noqa: F401 - OutputError is this module's error too
 from pipeline.tagging.inputs import printable
 from pipeline.tagging.records import UNCERTAIN
-
-FORMATS = ("jsonl", "csv", "parquet")
 
 
 def output_format(path: str | None, fmt: str | None) -> str:
@@ -338,26 +336,20 @@ def stage(part: Path, dest: Path, fmt: str, columns: list[str]) -> Staged:
     The part stays, so a run killed before every output is in place is resumed from its parts.
     """
     staged = Staged(dest)
-    try:
+    with discard_on_error(staged) as f:
         if fmt == "parquet":
             import pyarrow.parquet as pq
 
-            writer = pq.ParquetWriter(staged.file, arrow_schema(columns))
+            writer = pq.ParquetWriter(f, arrow_schema(columns))
             for table in _part_tables(part):
                 writer.write_table(table)
             writer.close()
         elif dest.name.lower().endswith(".gz"):
-            with gzip.GzipFile(fileobj=staged.file, mode="wb", mtime=0) as gz, open(part, "rb") as src:
+            with gzip.GzipFile(fileobj=f, mode="wb", mtime=0) as gz, open(part, "rb") as src:
                 shutil.copyfileobj(src, gz, 1 << 20)
-        elif not staged.link_from(part):  # another file system (--summary elsewhere): a copy
+        elif not staged.link_from(part):  # another file system (--summary elsewhere): a copy, into a new file
             with open(part, "rb") as src:
                 shutil.copyfileobj(src, staged.file, 1 << 20)
-    except OSError as e:
-        staged.discard()
-        raise OutputError(f"{dest}: cannot be written ({e.strerror or e})") from None
-    except BaseException:
-        staged.discard()
-        raise
     return staged
 
 
@@ -398,10 +390,6 @@ class RecordWriter:
             self._file.write(chunk)
             if not self.path:
                 self._file.flush()
-
-    def write_records(self, records: Iterable[dict]) -> None:
-        """Encode and append records (for callers that hold records, not encoded chunks)."""
-        self.write(encode(list(records), self.fmt, self.columns))
 
     def __exit__(self, exc_type, exc, tb):
         try:

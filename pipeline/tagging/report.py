@@ -11,7 +11,8 @@ import shutil
 from html import escape
 
 from pipeline.config import LABELS
-from pipeline.tagging.outputs import OutputError, PartFile, Staged
+from pipeline.files import Staged, discard_on_error
+from pipeline.tagging.outputs import PartFile
 from pipeline.tagging.records import UNCERTAIN
 
 COLOURS = {
@@ -75,13 +76,6 @@ class ReportWriter:
         self.rows, self.sections = rows, sections
         self.n_articles, self.n_on_topic = n_articles, n_on_topic  # carried over when a run resumes
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-        return False
-
     def add(self, summaries: list[dict], sections: list[str]) -> None:
         """Append the articles of one unit, in order."""
         self.rows.write("".join(table_row(s) for s in summaries).encode("utf-8"))
@@ -102,19 +96,12 @@ class ReportWriter:
         )
         self.close()
         staged = Staged(self.path)
-        try:
-            f = staged.file
+        with discard_on_error(staged) as f:
             f.write(head.encode("utf-8"))
             for part, closing in ((self.rows, "</table>\n"), (self.sections, "</body></html>\n")):
                 with open(part.path, "rb") as src:
                     shutil.copyfileobj(src, f, 1 << 20)
                 f.write(closing.encode("utf-8"))
-        except OSError as e:
-            staged.discard()
-            raise OutputError(f"{self.path}: cannot be written ({e.strerror or e})") from None
-        except BaseException:
-            staged.discard()
-            raise
         return staged
 
     def sizes(self) -> tuple[int, int]:

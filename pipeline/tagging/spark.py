@@ -761,21 +761,9 @@ def report(counts: Counts, plan: Plan, output: str, seconds: float, quiet: bool)
             f"note: {len(plan.skipped)} files with other extensions skipped in the folders given, e.g. {plan.skipped[0]}",
             file=sys.stderr,
         )
-    rate = counts.paragraphs / seconds if seconds > 0 else 0.0
-    warned = f"; {counts.warned} warning{'s' if counts.warned > 1 else ''} above" if counts.warned else ""
-    if not quiet:
-        print(
-            f"tag: {counts.paragraphs} paragraphs of {counts.articles} articles ({counts.on_topic} on-topic) -> "
-            f"{output} in {seconds:.1f} s ({rate:,.0f} paragraphs/s){warned}",
-            file=sys.stderr,
-        )
-    if counts.failed:
-        print(
-            f"tag: {counts.failed} of {counts.inputs} inputs failed (messages above); all others were tagged",
-            file=sys.stderr,
-        )
-        return 1
-    return 0
+    from pipeline.tagging.batch import closing_lines
+
+    return closing_lines(counts, output, seconds, counts.paragraphs / seconds if seconds > 0 else 0.0, quiet)
 
 
 def run_request(req) -> int:

@@ -15,48 +15,40 @@ if __package__ in (None, ""):  # run as a file by spark-submit: the project root
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 
+# The options that mean something on a cluster; the others (--summary, --resume, ...) need the local engine.
+OPTIONS = ("paths", "output", "fmt", "model", "min_confidence", "explain", "no_text", "paragraphs", "max_article_mb")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    from pipeline.tagging.inputs import MAX_ARTICLE_MB
+    from pipeline.tagging.request import add_arguments
 
     parser = argparse.ArgumentParser(prog="spark_job", description=__doc__.splitlines()[0])
-    add = parser.add_argument
-    add("paths", nargs="+", metavar="INPUT", help="files, folders, globs or URIs (file://, hdfs://, s3a://)")
-    add("-o", "--output", required=True, help="the output folder (a path or URI)")
-    add(
-        "--format",
-        dest="fmt",
-        choices=("jsonl", "parquet"),
-        help="part files (default: by the folder's name, else JSONL)",
+    add_arguments(
+        parser,
+        (*OPTIONS, "spark_master", "params", "quiet"),
+        paths={"metavar": "INPUT", "help": "files, folders, globs or URIs (file://, hdfs://, s3a://)"},
+        output={"required": True, "help": "the output folder (a path or URI)"},
+        fmt={"choices": ("jsonl", "parquet"), "help": "part files (default: by the folder's name, else JSONL)"},
+        model={"help": "model file, a URI executors read, runs:/... or models:/NAME@ALIAS"},
+        spark_master={
+            "flags": ("--master",),
+            "default": "",
+            "help": "Spark master when not run by spark-submit (e.g. local[*])",
+        },
     )
-    add(
-        "--model",
-        default="models/model.joblib",
-        help="model file, a URI executors read, runs:/... or models:/NAME@ALIAS",
-    )
-    add("--min-confidence", type=float, default=0.0, metavar="P")
-    add("--explain", type=int, default=0, metavar="K")
-    add("--no-text", action="store_true")
-    add("--paragraphs", action="store_true")
-    add("--max-article-mb", type=float, default=MAX_ARTICLE_MB, metavar="MB")
-    add("--master", default="", help="Spark master when not run by spark-submit (e.g. local[*])")
-    add("--params", type=Path, default=Path("configs/params.yaml"))
-    add("--quiet", action="store_true")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    from pipeline.config import ParamsError
-    from pipeline.model import ModelError
-    from pipeline.tagging.batch import TagRequest
-    from pipeline.tagging.outputs import OutputError
+    from pipeline.errors import PipelineError
+    from pipeline.tagging.request import from_args
     from pipeline.tagging.spark import run_request
 
     args = build_parser().parse_args(argv)
-    fields = {k: v for k, v in vars(args).items() if k in TagRequest.__dataclass_fields__}
-    req = TagRequest(**fields, engine="spark", spark_master=args.master)
+    req = from_args(args, (*OPTIONS, "spark_master", "params", "quiet"), engine="spark")
     try:
         return run_request(req)
-    except (OutputError, ModelError, ParamsError) as e:
+    except PipelineError as e:  # bad params, model, inputs or output: one line
         print(f"error: {e}", file=sys.stderr)
         return 2
 

@@ -186,3 +186,26 @@ def test_export_to_csv_keeps_text_from_running_as_a_formula(project):
     assert export(queue, out, project / "params.yaml") == 0
     (row,) = csv.DictReader(out.open(encoding="utf-8"))
     assert row["text"] == "'=1+2 là công thức." and row["previous"] == "Công an bắt giữ."
+
+
+def test_label_batches_writes_batches_that_import_batch_takes_back(project, capsys):
+    from pipeline.cli import main
+
+    out, params = project / "batches", str(project / "params.yaml")
+    assert (
+        main(
+            ["--params", params, "label", "batches", "--files", "trafficking", "--max-paragraphs", "2", "-o", str(out)]
+        )
+        == 0
+    )
+    assert "2 batches of 2 articles" in capsys.readouterr().out
+    manifests = sorted(out.glob("*.manifest.json"))
+    assert [m.name for m in manifests] == ["b000.manifest.json", "b001.manifest.json"]
+    for manifest in manifests:
+        keys = json.loads(manifest.read_text(encoding="utf-8"))["articles"]
+        answers = [f"{key} {i} O" for key, art in keys.items() for i in range(len(art["hashes"]))]
+        manifest.with_name(manifest.name.replace(".manifest.json", ".labels.txt")).write_text("\n".join(answers) + "\n")
+    into = project / "labels" / "manual.csv"
+    labels = [str(m).replace(".manifest.json", ".labels.txt") for m in manifests]
+    assert main(["--params", params, "label", "import-batch", *labels, "--annotator", "t", "--into", str(into)]) == 0
+    assert len(into.read_text(encoding="utf-8").splitlines()) == 1 + 3  # a header and every paragraph

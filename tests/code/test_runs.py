@@ -71,7 +71,6 @@ def test_model_uri_points_a_bare_run_at_its_model():
     assert runs.model_uri(f"runs:/{ID_A}") == f"runs:/{ID_A}/model"
     assert runs.model_uri(f"runs:/{ID_A}/model") == f"runs:/{ID_A}/model"
     assert runs.model_uri("models:/m@champion") == "models:/m@champion"
-    assert runs.is_model_uri("models:/m/1") and not runs.is_model_uri("models/model.joblib")
 
 
 def test_run_name_is_the_experiment_name_or_the_commit():

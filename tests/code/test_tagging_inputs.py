@@ -12,7 +12,7 @@ from hostile_inputs import cp1258
 from pipeline.tagging.inputs import (
     InputError,
     Unit,
-    article_from_bytes,
+    decode_article,
     decode_bytes,
     expand,
     jsonl_units,
@@ -53,7 +53,7 @@ def test_every_common_encoding_decodes_to_the_same_paragraphs(encoding, text):
 def test_text_files_in_every_encoding_give_the_same_article(tmp_path, encoding):
     path = tmp_path / f"{encoding}.txt"
     path.write_bytes(ENCODINGS[encoding](TEXT))
-    article = article_from_bytes(read_bytes(str(path)), str(path), "text")
+    article = decode_article(read_bytes(str(path)), str(path), "text")[0]
     assert paragraphs(article.text) == paragraphs(TEXT)
     assert article.id == article.path == str(path)
 
@@ -62,7 +62,7 @@ def test_gzipped_text_file_is_read(tmp_path):
     path = tmp_path / "a.txt.gz"
     path.write_bytes(gzip.compress(TEXT.encode("utf-8")))
     assert kind_of(str(path)) == "text"
-    assert paragraphs(article_from_bytes(read_bytes(str(path)), str(path), "text").text) == paragraphs(TEXT)
+    assert paragraphs(decode_article(read_bytes(str(path)), str(path), "text")[0].text) == paragraphs(TEXT)
 
 
 def test_windows_1258_reads_as_vietnamese_not_as_another_code_page():
@@ -98,7 +98,7 @@ PAGE = """<!DOCTYPE html><html><head><meta charset="{charset}"><title>Tin mẫu<
 def test_web_page_main_text_without_navigation_or_scripts(charset):
     page = PAGE.format(charset=charset)
     data = page.encode("utf-8") if charset == "utf-8" else cp1258(page)
-    article = article_from_bytes(data, "trang.html", "html")
+    article = decode_article(data, "trang.html", "html")[0]
     paras = paragraphs(article.text)
     assert paras[0] == "Hai nước ký kết hợp tác phòng, chống mua bán người"
     assert any("giải cứu hơn một trăm nạn nhân" in p for p in paras)
@@ -108,7 +108,7 @@ def test_web_page_main_text_without_navigation_or_scripts(charset):
 
 def test_page_without_text_is_an_error():
     with pytest.raises(InputError, match="no article text"):
-        article_from_bytes(b"<html><body><script>x()</script></body></html>", "trong.html", "html")
+        decode_article(b"<html><body><script>x()</script></body></html>", "trong.html", "html")[0]
 
 
 def _jsonl(tmp_path, lines, name="a.jsonl"):
