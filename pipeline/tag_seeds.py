@@ -5,21 +5,29 @@ from __future__ import annotations
 from pathlib import Path
 
 from pipeline.config import MODEL, PARAMS, SEEDS_OUT, SEEDS_SUMMARY, load_params, section
-from pipeline.model import load_model, write_json
+from pipeline.model import write_json
 from pipeline.tagging.outputs import write_jsonl
-from pipeline.tagging.records import summarize, summary_table, tag_article
-from pipeline.text import read_corpus
+from pipeline.tagging.records import article_summary, summary_table
+from pipeline.tagging.scoring import Scorer, TagOptions, load_for_tagging, tag_articles
+from pipeline.text import Article, read_corpus
+
+
+def tag_seeds(scorer: Scorer, articles: list[Article], options: TagOptions) -> tuple[list[dict], list[dict]]:
+    """Paragraph records and per-article summaries of `articles`, through the same calls as `tag`."""
+    per_article = tag_articles(scorer, articles, options)
+    rule = dict(options.rule)
+    records = [rec for recs in per_article for rec in recs]
+    summaries = [article_summary(a, recs, rule) for a, recs in zip(articles, per_article, strict=True)]
+    return records, summaries
 
 
 def main(params_path: Path = PARAMS) -> None:
     params = load_params(params_path)
-    tag, max_chars = section(params, "tag"), section(params, "text")["max_paragraph_chars"]
-    model, _ = load_model(MODEL)
-    records, summaries = [], []
-    for art in read_corpus(section(params, "corpus")["dir"], ("seeds",)):
-        recs = tag_article(model, art, max_chars)
-        records += recs
-        summaries.append(summarize(art.id, recs, tag["on_topic_min_share"], tag["on_topic_min_paragraphs"]))
+    tag = section(params, "tag")
+    rule = tuple((k, tag[k]) for k in ("on_topic_min_share", "on_topic_min_paragraphs"))
+    options = TagOptions(model=str(MODEL), rule=rule, max_chars=section(params, "text")["max_paragraph_chars"])
+    scorer = Scorer(load_for_tagging(str(MODEL))[0])
+    records, summaries = tag_seeds(scorer, list(read_corpus(section(params, "corpus")["dir"], ("seeds",))), options)
     write_jsonl(SEEDS_OUT, records)
     write_json(SEEDS_SUMMARY, summaries)
     print("\n".join(summary_table(summaries)))

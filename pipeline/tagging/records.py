@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from pipeline.config import LABELS, ON_TOPIC
-from pipeline.text import Article, paragraphs
+from pipeline.text import Article
 
 UNCERTAIN = "uncertain"
 
@@ -52,15 +52,6 @@ def paragraph_records(
             rec["fields"] = article.extra
         records.append(rec)
     return records
-
-
-def tag_article(model, article: Article, max_chars: int = 1000) -> list[dict]:
-    """Cut one article into paragraphs and tag each (scored as one article, so a context model sees neighbours)."""
-    from pipeline.model import predict_articles
-
-    paras = paragraphs(article.text, max_chars)
-    proba = predict_articles(model, [paras])[0]
-    return paragraph_records(article, paras, proba, [str(c) for c in model.classes_])
 
 
 def summarize(article_id: str, records: list[dict], min_share: float, min_paragraphs: int) -> dict:
