@@ -27,8 +27,8 @@ run:                  ## set up, then train, evaluate and tag the seed articles 
 test: setup           ## the whole test suite, slow tests included
 	$(PY) -m pytest -q
 
-test-fast: setup      ## unit tests only
-	$(PY) -m pytest -q -m "not slow"
+test-fast: setup      ## the code tier: unit tests on text written for them (no corpus, no trained model)
+	$(PY) -m pytest -q tests/code
 
 lint: setup
 	ruff check pipeline tests bench
