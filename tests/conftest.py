@@ -16,6 +16,19 @@ CORPUS = (ROOT / ".." / "shared" / "corpus").resolve()
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
+# The code tier runs on text and fixtures written for the tests: no corpus, no model trained on its labels.
+REAL_DATA = {"corpus_dir", "labels", "small_corpus", "trained_model", "model_file"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Refuse a test of tests/code that reaches the real corpus or a trained model (directly or through a fixture)."""
+    code = ROOT / "tests" / "code"
+    wrong = [i.nodeid for i in items if code in Path(i.path).parents and REAL_DATA & set(i.fixturenames)]
+    if wrong:
+        raise pytest.UsageError(
+            f"tests/code uses the real corpus or a trained model ({', '.join(wrong[:5])}): move it to tests/model"
+        )
+
 
 @pytest.fixture(scope="session")
 def corpus_dir() -> Path:

@@ -624,7 +624,10 @@ def test_a_killed_worker_stops_the_run_with_a_message_and_the_checkpoint_resumes
     env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}
     proc = subprocess.Popen(tag_cmd(args), cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _wait_for_units(journal, proc, 1)
+    # The main process held still while a worker dies: it cannot finish the run (it submits the units) first.
+    os.kill(proc.pid, signal.SIGSTOP)
     os.kill(_children(proc.pid)[0], signal.SIGKILL)
+    os.kill(proc.pid, signal.SIGCONT)
     err = proc.communicate(timeout=60)[1].decode("utf-8")  # it used to hang here for ever
     assert proc.returncode == 2 and "Traceback" not in err, err
     assert "error: a worker process died" in err and "--resume carries on" in err

@@ -322,77 +322,105 @@ def _begin(req: TagRequest, tally: Tally, checkpoint, done: list, missing: list,
         print(f"note: ... {len(notes) - MAX_MESSAGES} more notes on skipped folders and files", file=sys.stderr)
 
 
-def _writer(stack: ExitStack, path, fmt: str, columns: list, checkpoint, name: str, sizes: dict):
-    """A part writer for a file output (cut back to its checkpoint size when resuming), else standard output."""
-    if not path:
-        return stack.enter_context(RecordWriter(None, fmt, columns))
-    writer = PartWriter(checkpoint.part(name), fmt, columns, sizes.get(name))
-    stack.callback(writer.close)
-    return writer
+class Outputs:
+    """The run's writers (records, summary, report) as one layer: part files the checkpoint records, put in place together.
 
+    `write` appends one unit's result to every output and, when the run can be resumed, records the
+    part sizes and counts with the unit; `commit` builds every file beside its place, then renames
+    them in one after the other, the records last (their presence means a finished run).
+    """
 
-def _part(stack: ExitStack, checkpoint, name: str, sizes: dict) -> PartFile:
-    """A part file of the report, closed with the run."""
-    part = PartFile(checkpoint.part(name), sizes.get(name))
-    stack.callback(part.close)
-    return part
+    def __init__(self, req: TagRequest, options: TagOptions, checkpoint, tally: Tally):
+        self.req, self.options, self.checkpoint, self.tally = req, options, checkpoint, tally
+        self._stack = ExitStack()
 
+    def __enter__(self) -> Outputs:
+        try:
+            self._open()
+        except BaseException:
+            self._stack.close()  # the writers opened so far
+            raise
+        return self
 
-def _tag(req: TagRequest, sources: list, options: TagOptions, tally: Tally, checkpoint, state: dict) -> None:
-    """Tag the units not done yet into the part files (recording each in the checkpoint), then put the files in place."""
-    start = time.perf_counter()
-    sizes = checkpoint.sizes if checkpoint is not None else {}
-    with ExitStack() as stack:
-        out = _writer(stack, req.output, options.fmt, list(options.columns), checkpoint, "out", sizes)
-        summary = summary_fmt = None
+    def _open(self) -> None:
+        req, sizes = self.req, self.checkpoint.sizes if self.checkpoint is not None else {}
+        self.out = self._writer(req.output, self.options.fmt, list(self.options.columns), "out", sizes)
+        self.summary = self.summary_fmt = None
         if req.summary:
-            summary_fmt = output_format(req.summary, None)
-            summary = _writer(stack, req.summary, summary_fmt, summary_columns(), checkpoint, "summary", sizes)
-        report = None
+            self.summary_fmt = output_format(req.summary, None)
+            self.summary = self._writer(req.summary, self.summary_fmt, summary_columns(), "summary", sizes)
+        self.report = None
         if req.report:
             from pipeline.tagging.report import ReportWriter
 
-            rows, sections = _part(stack, checkpoint, "rows", sizes), _part(stack, checkpoint, "sections", sizes)
+            rows, sections = self._part("rows", sizes), self._part("sections", sizes)
             title = f"Topic tags: {', '.join(req.paths)[:200]}"
-            report = ReportWriter(req.report, title, rows, sections, tally.articles, tally.on_topic)
-        bar = stack.enter_context(_progress(req.quiet))
-        for result in _results(req, sources, options, checkpoint):
-            if result.fatal:
-                raise ModelError(result.fatal)
-            tally.add(result)
-            out.write(result.payload)
-            if summary is not None:
-                summary.write(encode(result.summaries, summary_fmt, summary_columns()))
-            if report is not None:
-                report.add(result.summaries, result.report)
-            if checkpoint is not None and checkpoint.resumable:
-                parts = {"out": out.size()}
-                if summary is not None:
-                    parts["summary"] = summary.size()
-                if report is not None:
-                    parts["rows"], parts["sections"] = report.sizes()
-                checkpoint.record(parts, tally.state(), result.path, result.ids, result.digest)
-            bar.update(result.n_paragraphs)
-            elapsed = max(time.perf_counter() - start, 1e-9)
-            bar.set_postfix_str(f"{tally.articles} articles, {tally.articles / elapsed:,.0f} articles/s", refresh=False)
-        # Every input is done: every file is built beside its place first (the parts stay, for --resume after a
-        # kill -9 here), then all go in place one right after the other, the records last: their presence
-        # means a finished run.
+            self.report = ReportWriter(req.report, title, rows, sections, self.tally.articles, self.tally.on_topic)
+
+    def __exit__(self, *exc) -> None:
+        self._stack.close()
+
+    def _writer(self, path, fmt: str, columns: list, name: str, sizes: dict):
+        """A part writer for a file output (cut back to its checkpoint size when resuming), else standard output."""
+        if not path:
+            return self._stack.enter_context(RecordWriter(None, fmt, columns))
+        writer = PartWriter(self.checkpoint.part(name), fmt, columns, sizes.get(name))
+        self._stack.callback(writer.close)
+        return writer
+
+    def _part(self, name: str, sizes: dict) -> PartFile:
+        """A part file of the report, closed with the run."""
+        part = PartFile(self.checkpoint.part(name), sizes.get(name))
+        self._stack.callback(part.close)
+        return part
+
+    def write(self, result) -> None:
+        """One unit's records, summaries and report sections; its place in the checkpoint when resumable."""
+        self.out.write(result.payload)
+        if self.summary is not None:
+            self.summary.write(encode(result.summaries, self.summary_fmt, summary_columns()))
+        if self.report is not None:
+            self.report.add(result.summaries, result.report)
+        if self.checkpoint is not None and self.checkpoint.resumable:
+            parts = {"out": self.out.size()}
+            if self.summary is not None:
+                parts["summary"] = self.summary.size()
+            if self.report is not None:
+                parts["rows"], parts["sections"] = self.report.sizes()
+            self.checkpoint.record(parts, self.tally.state(), result.path, result.ids, result.digest)
+
+    def commit(self, state: dict) -> None:
+        """Every file built beside its place (the parts stay, for --resume after a kill -9 here), then all put in place."""
         staged = []
         try:
-            if report is not None:
-                staged.append(report.finish())
-            if summary is not None:
-                staged.append(summary.stage(req.summary))
-            if req.output:
-                staged.append(out.stage(req.output))
-            state["before"] = identity(req.output)
+            if self.report is not None:
+                staged.append(self.report.finish())
+            if self.summary is not None:
+                staged.append(self.summary.stage(self.req.summary))
+            if self.req.output:
+                staged.append(self.out.stage(self.req.output))
+            state["before"] = identity(self.req.output)
             for file in staged:
                 file.commit()
         except BaseException:
             for file in staged:
                 file.discard()
             raise
+
+
+def _tag(req: TagRequest, sources: list, options: TagOptions, tally: Tally, checkpoint, state: dict) -> None:
+    """The pipeline: inputs -> articles -> scored records (the engine's workers) -> the outputs, put in place at the end."""
+    start = time.perf_counter()
+    with Outputs(req, options, checkpoint, tally) as outputs, _progress(req.quiet) as bar:
+        for result in _results(req, sources, options, checkpoint):  # read, cut and scored in the workers
+            if result.fatal:
+                raise ModelError(result.fatal)
+            tally.add(result)
+            outputs.write(result)
+            bar.update(result.n_paragraphs)
+            elapsed = max(time.perf_counter() - start, 1e-9)
+            bar.set_postfix_str(f"{tally.articles} articles, {tally.articles / elapsed:,.0f} articles/s", refresh=False)
+        outputs.commit(state)
 
 
 def _stopped(signum: int, to_stdout: bool, kept) -> None:
