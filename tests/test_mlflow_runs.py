@@ -4,6 +4,7 @@ One `dvc repro` and one `dvc exp run -S train.C=0.05 -n lowc` in a temporary pro
 and two registered versions; the tests read them through the command line, as a user does.
 """
 
+import contextlib
 import json
 import os
 import signal
@@ -300,6 +301,42 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@contextlib.contextmanager
+def serving(cmd: list[str], cwd: Path, log_path: Path, ready: str, env: dict | None = None):
+    """A server started on a free 127.0.0.1 port (`cmd` + host and port), its base URL once `ready` answers 200; stopped after."""
+    port = free_port()
+    log = log_path.open("w")
+    server = subprocess.Popen(
+        [*cmd, "--host", "127.0.0.1", "--port", str(port)],
+        cwd=cwd,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # its own process group: stopping it stops its children (uvicorn, gunicorn) too
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            assert server.poll() is None, f"{cmd[2]} exited:\n{log_path.read_text()}"
+            assert time.monotonic() < deadline, f"no {ready} in 90 s:\n{log_path.read_text()}"
+            try:
+                with urllib.request.urlopen(f"{base}{ready}", timeout=2) as resp:
+                    if resp.status == 200:
+                        break
+            except OSError:
+                time.sleep(0.5)
+        yield base
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+        log.close()
+
+
 def post(url: str, payload: dict) -> dict:
     req = urllib.request.Request(
         url, data=json.dumps(payload).encode("utf-8"), headers={"Content-Type": "application/json"}, method="POST"
@@ -332,30 +369,8 @@ def test_serving_the_champion_answers_like_the_saved_model(project, cli, client,
     labels, proba = predict(model, TEXTS)
     classes = [str(c) for c in model.classes_]
 
-    port = free_port()
-    log = (tmp_path / "serve.log").open("w")
     cmd = [sys.executable, "-m", "pipeline", "serve", "--alias", "champion"]  # what `make serve` runs
-    server = subprocess.Popen(
-        [*cmd, "--host", "127.0.0.1", "--port", str(port)],
-        cwd=dest,
-        env=project_env(dest),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,  # its own process group: stopping it stops the uvicorn child too
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert server.poll() is None, f"server exited:\n{(tmp_path / 'serve.log').read_text()}"
-            assert time.monotonic() < deadline, f"no /ping in 90 s:\n{(tmp_path / 'serve.log').read_text()}"
-            try:
-                with urllib.request.urlopen(f"{base}/ping", timeout=2) as resp:
-                    if resp.status == 200:
-                        break
-            except OSError:
-                time.sleep(0.5)
-
+    with serving(cmd, dest, tmp_path / "serve.log", "/ping", env=project_env(dest)) as base:
         split = post(f"{base}/invocations", {"dataframe_split": {"columns": ["text"], "data": [[t] for t in TEXTS]}})
         answers = split["predictions"]
         assert len(answers) == len(TEXTS)  # one answer per row
@@ -390,41 +405,14 @@ def test_serving_the_champion_answers_like_the_saved_model(project, cli, client,
             assert status == 400, body
             assert "row 1: 'text' must be a non-empty string" in body["message"] and why in body["message"]
             assert "stack_trace" not in body and "Traceback" not in json.dumps(body)
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
-        log.close()
 
 
 def test_mlflow_ui_opens_on_the_training_runs(project, client, tmp_path):
     """`make ui`'s server and address, in a real browser without network: the experiment, then its two runs."""
     dest, _, _ = project
-    port = free_port()
-    log = (tmp_path / "ui.log").open("w")
     uri = project_env(dest)["MLFLOW_TRACKING_URI"]
-    server = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", "127.0.0.1", "--port", str(port)],
-        cwd=dest,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert server.poll() is None, f"mlflow ui exited:\n{(tmp_path / 'ui.log').read_text()}"
-            assert time.monotonic() < deadline, f"no /health in 90 s:\n{(tmp_path / 'ui.log').read_text()}"
-            try:
-                with urllib.request.urlopen(f"{base}/health", timeout=2) as resp:
-                    if resp.status == 200:
-                        break
-            except OSError:
-                time.sleep(0.5)
+    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri]  # what `make ui` runs
+    with serving(cmd, dest, tmp_path / "ui.log", "/health") as base:
         listing = browser.dom(
             f"{base}/#/experiments?workflowType=machine_learning", wait_ms=15000
         )  # what make ui prints
@@ -434,11 +422,3 @@ def test_mlflow_ui_opens_on_the_training_runs(project, client, tmp_path):
         assert "lowc" in page and "repro@" in page, "the runs table does not list both runs"
         shot = browser.screenshot(runs, tmp_path / "mlflow_ui.png", size=(1400, 900), wait_ms=15000)
         assert browser.colored_share(shot) > 0.001
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
-        log.close()
