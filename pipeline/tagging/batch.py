@@ -35,7 +35,7 @@ from pipeline.tagging.outputs import (
     summary_columns,
 )
 from pipeline.tagging.request import TagRequest
-from pipeline.tagging.scoring import TagOptions
+from pipeline.tagging.scoring import TagOptions, article_rule
 
 MAX_MESSAGES = 200  # a file of bad lines would otherwise flood the terminal; the count is always given
 STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")
@@ -125,15 +125,11 @@ class Tally:
 
 
 def _options(req: TagRequest, fmt: str, params: dict) -> TagOptions:
-    rule = section(params, "tag")
     return TagOptions(
         model=req.model,
         fmt=fmt,
         columns=tuple(paragraph_columns(not req.no_text, req.explain > 0)),
-        rule=(
-            ("on_topic_min_share", rule["on_topic_min_share"]),
-            ("on_topic_min_paragraphs", rule["on_topic_min_paragraphs"]),
-        ),
+        rule=article_rule(section(params, "tag")),
         max_chars=section(params, "text")["max_paragraph_chars"],
         min_confidence=req.min_confidence,
         with_text=not req.no_text,

@@ -38,6 +38,11 @@ class TagOptions:
     max_bytes: int = int(MAX_ARTICLE_MB * MB)
 
 
+def article_rule(tag: dict) -> tuple[tuple[str, float], ...]:
+    """TagOptions.rule from params' `tag` section: when an article counts as on-topic."""
+    return tuple((key, tag[key]) for key in ("on_topic_min_share", "on_topic_min_paragraphs"))
+
+
 @dataclass
 class UnitResult:
     """What a worker sends back for one unit: encoded paragraph rows, summaries, report sections, messages, counts."""
