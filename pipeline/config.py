@@ -15,6 +15,7 @@ TRAIN = Path("data/split/train.parquet")
 TEST = Path("data/split/test.parquet")
 TOKENS = Path("data/tokens/words.parquet")
 MODEL = Path("models/model.joblib")
+TRAIN_INFO = MODEL.with_suffix(".train.json")  # what `train` records of the model (models/model.train.json)
 METRICS = Path("metrics/scores.json")
 PLOTS_DIR = Path("metrics/plots")
 LEARNING_CURVE = PLOTS_DIR / "learning_curve.csv"

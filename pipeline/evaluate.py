@@ -21,13 +21,14 @@ from pipeline.config import (
     PNG_CONFUSION,
     PNG_PR,
     TEST,
+    TRAIN_INFO,
     load_params,
     section,
 )
 from pipeline.model import load_model, meta_path, predict_articles, write_json
 from pipeline.plots import confusion_png, pr_png
 from pipeline.runs import prediction_refs
-from pipeline.train import article_lists, info_path
+from pipeline.train import article_lists
 
 
 def score(gold: list[str], pred: list[str]) -> dict:
@@ -96,8 +97,8 @@ def main(params_path: Path = PARAMS) -> None:
 
     params = load_params(params_path)
     p = section(params, "evaluate")
-    info = json.loads(info_path(MODEL).read_text(encoding="utf-8"))
-    model, _ = load_model(MODEL, info_path(MODEL))
+    info = json.loads(TRAIN_INFO.read_text(encoding="utf-8"))
+    model, _ = load_model(MODEL, TRAIN_INFO)
     test = pd.read_parquet(TEST)
     gold = test.label.tolist()
     pred, proba = predict_in_context(model, test, pd.read_parquet(ARTICLES))

@@ -83,3 +83,9 @@ def atomic_open(path: str | Path) -> Iterator:
     with discard_on_error(staged) as f:
         yield f
     staged.commit()
+
+
+def atomic_write_bytes(path: str | Path, write) -> None:
+    """Call `write(file)` on a temporary file next to `path`, then rename it into place (the project's one writer)."""
+    with atomic_open(Path(path)) as f:
+        write(f)

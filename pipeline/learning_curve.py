@@ -17,17 +17,15 @@ from pipeline.config import (
     ARTICLES,
     LEARNING_CURVE,
     METRICS,
-    MODEL,
     PARAMS,
     PNG_LEARNING_CURVE,
     TEST,
     TRAIN,
+    TRAIN_INFO,
     load_params,
     section,
 )
-from pipeline.evaluate import predict_in_context, score
 from pipeline.plots import learning_curve_png
-from pipeline.train import fit, info_path
 
 
 def subsample(train: pd.DataFrame, fraction: float, seed: int) -> pd.DataFrame:
@@ -46,6 +44,10 @@ def curve(
     from there rather than fitted again. Training times are printed, not written: the table is the
     same for the same inputs.
     """
+    # only a refit needs scikit-learn: the 100% point alone is read from the scores (a faster retrain loop)
+    if any(frac < 1.0 or not full for frac in fractions):
+        from pipeline.evaluate import predict_in_context, score
+        from pipeline.train import fit
     rows = []
     for frac in fractions:
         part = subsample(train, frac, seed)
@@ -78,7 +80,7 @@ def main(params_path: Path = PARAMS) -> None:
 
     params = load_params(params_path)
     p = section(params, "learning_curve")
-    info = json.loads(info_path(MODEL).read_text(encoding="utf-8"))
+    info = json.loads(TRAIN_INFO.read_text(encoding="utf-8"))
     full = json.loads(METRICS.read_text(encoding="utf-8"))
     fractions = p["fractions"] if p["refit"] else [1.0]
     table = curve(

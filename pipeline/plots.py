@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.model import atomic_write_bytes
+from pipeline.files import atomic_write_bytes
 
 DPI = 100
 # No timestamp or version in the file: identical inputs give identical bytes.

@@ -51,10 +51,17 @@ def prediction_refs(test: pd.DataFrame, pred: list[str], proba: np.ndarray) -> p
     return df.sort_values(["article_id", "paragraph"]).reset_index(drop=True)
 
 
+def rows_hash(df, columns: list[str]) -> str:
+    """Hash of the rows' `columns` as text, whatever the row order (16 hex digits)."""
+    rows = df[columns[0]].astype(str)
+    for col in columns[1:]:
+        rows = rows + "\t" + df[col].astype(str)
+    return hashlib.sha256("\n".join(sorted(rows)).encode("utf-8")).hexdigest()[:16]
+
+
 def split_hash(refs) -> str:
     """Hash of the test split (references and gold labels), so two runs can tell they scored the same rows."""
-    rows = refs[[*REF_COLUMNS, "gold"]].astype(str).agg("\t".join, axis=1)
-    return hashlib.sha256("\n".join(sorted(rows)).encode("utf-8")).hexdigest()[:16]
+    return rows_hash(refs, [*REF_COLUMNS, "gold"])
 
 
 def unflatten(flat: dict) -> dict:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import time
 from pathlib import Path
 
@@ -10,26 +9,25 @@ import joblib
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from pipeline.config import ARTICLES, MODEL, PARAMS, TOKENS, TRAIN, load_params, section
+from pipeline.config import ARTICLES, MODEL, PARAMS, TOKENS, TRAIN, TRAIN_INFO, load_params, section
 from pipeline.model import ContextModel, build_model, save_model, write_json
+from pipeline.runs import rows_hash
 
 
 def data_hash(df: pd.DataFrame) -> str:
     """Hash of the labeled references (not the file bytes), so the same labels give the same hash."""
-    rows = df[["article_id", "paragraph", "hash", "label"]].astype(str).agg("\t".join, axis=1)
-    return hashlib.sha256("\n".join(sorted(rows)).encode("utf-8")).hexdigest()[:16]
+    return rows_hash(df, ["article_id", "paragraph", "hash", "label"])
 
 
 def article_lists(articles: pd.DataFrame, labeled: pd.DataFrame) -> tuple[list[str], list[list[str]], list[list]]:
     """The articles that `labeled` touches, in id order: their ids, paragraphs, and labels (None where unlabeled)."""
     gold = dict(zip(zip(labeled.article_id, labeled.paragraph, strict=True), labeled.label, strict=True))
     part = articles[articles.article_id.isin(set(labeled.article_id))].sort_values(["article_id", "paragraph"])
-    ids, paras, labels = [], [], []
-    for aid, group in part.groupby("article_id", sort=True):
-        ids.append(aid)
-        paras.append(group.text.tolist())
-        labels.append([gold.get((aid, i)) for i in group.paragraph])
-    return ids, paras, labels
+    aids, texts = part.article_id.tolist(), part.text.tolist()
+    found = [gold.get(key) for key in zip(aids, part.paragraph.tolist(), strict=True)]
+    starts = [i for i in range(len(aids)) if i == 0 or aids[i] != aids[i - 1]]
+    bounds = list(zip(starts, [*starts[1:], len(aids)], strict=True))
+    return [aids[a] for a, _ in bounds], [texts[a:b] for a, b in bounds], [found[a:b] for a, b in bounds]
 
 
 def fit(train: pd.DataFrame, articles: pd.DataFrame, params: dict, word_cache: dict | None = None, n_jobs: int = 1):
@@ -72,10 +70,6 @@ def read_word_cache(params: dict) -> dict | None:
     return dict(zip(tokens.text, tokens.words, strict=True))
 
 
-def info_path(model_path: Path) -> Path:
-    return Path(model_path).with_suffix(".train.json")
-
-
 def training_record(model, p: dict, train: pd.DataFrame, sha256: str) -> dict:
     """What models/model.train.json holds: the same for the same inputs, so nothing of the run itself.
 
@@ -104,7 +98,7 @@ def main(params_path: Path = PARAMS) -> None:
     info = training_record(model, p, train, save_model(model, MODEL))
     # the run's own values (time, commit, run id) go to MLflow and the line below, not to the DVC outputs
     run_id = tracking.log_training(params, info, MODEL, seconds)
-    write_json(info_path(MODEL), info)
+    write_json(TRAIN_INFO, info)
     kind = "context model" if p["context"] else "paragraph model"
     factors = ", ".join(f"{c} x {f}" for c, f in info["decision_factors"].items() if f != 1.0)
     rule = f", {factors} (chosen out-of-fold)" if factors else ""

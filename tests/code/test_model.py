@@ -79,6 +79,13 @@ def test_context_model_scores_whole_articles_and_single_paragraphs():
     assert top_terms(model, [COOP], ["cooperation"], 3)[0]
 
 
+def test_context_model_trains_on_articles_with_every_paragraph_labeled_in_parallel():
+    arts, labels = toy_articles()
+    full = [[lab or "off_topic" for lab in labs] for labs in labels]
+    model = ContextModel(**PARAMS, cv=3).fit(arts, full, n_jobs=2)
+    assert predict(model, [STATS])[1].shape == (1, 4)
+
+
 def test_saved_model_loads_only_with_matching_sha256(tmp_path):
     arts, labels = toy_articles()
     model = ContextModel(**PARAMS, cv=3).fit(arts, labels)
