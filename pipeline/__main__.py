@@ -1,5 +1,4 @@
-import sys
+from pipeline.cli import run
 
-from pipeline.cli import main
-
-sys.exit(main())
+if __name__ == "__main__":
+    run()

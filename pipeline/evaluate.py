@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import accuracy_score, precision_recall_curve, precision_recall_fscore_support
 
+from pipeline.background import Background
 from pipeline.config import (
     ARTICLES,
     LABELS,
@@ -93,9 +94,15 @@ def predict_in_context(model, test: pd.DataFrame, articles: pd.DataFrame) -> tup
 
 
 def main(params_path: Path = PARAMS) -> None:
-    from pipeline import tracking  # MLflow only in entry points
-
     params = load_params(params_path)
+    # MLflow only in entry points, here in a second process that imports it and opens the store
+    # while the test split is scored
+    with Background("pipeline.tracking", "configure", params) as tracking:
+        _evaluate(params, tracking)
+
+
+def _evaluate(params: dict, tracking: Background) -> None:
+    """Score the test split inside its articles, write the metrics, plots and errors, and log them to the training run."""
     p = section(params, "evaluate")
     info = json.loads(TRAIN_INFO.read_text(encoding="utf-8"))
     model, _ = load_model(MODEL, TRAIN_INFO)
@@ -116,9 +123,10 @@ def main(params_path: Path = PARAMS) -> None:
     MISCLASSIFIED.parent.mkdir(parents=True, exist_ok=True)
     errors(test, pred, proba, classes).to_csv(MISCLASSIFIED, index=False)
 
-    run_id = tracking.log_evaluation(
+    run_id = tracking(
+        "log_evaluation",
         params,
-        tracking.training_run_id(params, info["sha256"]),
+        tracking("training_run_id", params, info["sha256"]),
         metrics,
         [PLOTS_DIR / "confusion.csv", MISCLASSIFIED, PNG_CONFUSION, PNG_PR],
         prediction_refs(test, pred, proba),  # which label each test paragraph got, for `runs compare`

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from pipeline.background import Background
 from pipeline.config import (
     ARTICLES,
     LEARNING_CURVE,
@@ -76,27 +77,27 @@ def curve(
 
 
 def main(params_path: Path = PARAMS) -> None:
-    from pipeline import tracking  # MLflow only in entry points
-
     params = load_params(params_path)
-    p = section(params, "learning_curve")
-    info = json.loads(TRAIN_INFO.read_text(encoding="utf-8"))
-    full = json.loads(METRICS.read_text(encoding="utf-8"))
-    fractions = p["fractions"] if p["refit"] else [1.0]
-    table = curve(
-        pd.read_parquet(TRAIN),
-        pd.read_parquet(TEST),
-        pd.read_parquet(ARTICLES),
-        section(params, "train"),
-        fractions,
-        p["seed"],
-        full,
-        section(params, "resources")["n_jobs"],
-    )
-    LEARNING_CURVE.parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(LEARNING_CURVE, index=False)
-    learning_curve_png(table, PNG_LEARNING_CURVE)
-    run_id = tracking.training_run_id(params, info["sha256"])
-    tracking.log_files(params, run_id, [LEARNING_CURVE, PNG_LEARNING_CURVE], "evaluation")
+    # MLflow only in entry points, here in a second process that imports it while the curve is drawn
+    with Background("pipeline.tracking", "configure", params) as tracking:
+        p = section(params, "learning_curve")
+        info = json.loads(TRAIN_INFO.read_text(encoding="utf-8"))
+        full = json.loads(METRICS.read_text(encoding="utf-8"))
+        fractions = p["fractions"] if p["refit"] else [1.0]
+        table = curve(
+            pd.read_parquet(TRAIN),
+            pd.read_parquet(TEST),
+            pd.read_parquet(ARTICLES),
+            section(params, "train"),
+            fractions,
+            p["seed"],
+            full,
+            section(params, "resources")["n_jobs"],
+        )
+        LEARNING_CURVE.parent.mkdir(parents=True, exist_ok=True)
+        table.to_csv(LEARNING_CURVE, index=False)
+        learning_curve_png(table, PNG_LEARNING_CURVE)
+        run_id = tracking("training_run_id", params, info["sha256"])
+        tracking("log_files", params, run_id, [LEARNING_CURVE, PNG_LEARNING_CURVE], "evaluation")
     if not p["refit"]:
         print("learning_curve: the 100% point only; `dvc exp run -S learning_curve.refit=true` refits the fractions")

@@ -6,7 +6,9 @@ apart. The saved file is checked against its recorded sha256 before it is unpick
 
 from __future__ import annotations
 
+import gzip
 import hashlib
+import io
 import json
 import pickle
 import sys
@@ -33,6 +35,7 @@ from pipeline.files import atomic_write_bytes
 from pipeline.text import normalize
 
 FEATURES = ("syllable", "word", "char")
+GZIP_MAGIC = b"\x1f\x8b"
 # \w+ keeps one-letter words ("ở", "là") that scikit-learn's default pattern drops; "_" joins
 # the syllables of an underthesea word, so "mua_bán" stays one token.
 TOKEN_PATTERN = r"(?u)\b\w+\b"
@@ -153,9 +156,15 @@ def meta_path(model_path: Path) -> Path:
 
 
 def save_model(model: Pipeline, path: Path) -> str:
-    """Save the model with joblib, atomically; return the file's sha256 for its metadata."""
+    """Save the model as a gzip-compressed pickle, atomically; return the file's sha256 for its metadata.
+
+    `joblib.load` reads the file as it reads its own compressed files. joblib's own writer pickles
+    in pure Python (2.4 s for the context model) where the standard C pickler takes 0.06 s;
+    `mtime=0` keeps the time out of the gzip header, so identical models are identical bytes.
+    """
     path = Path(path)
-    atomic_write_bytes(path, lambda f: joblib.dump(drop_caches(model), f, compress=3))
+    data = pickle.dumps(drop_caches(model), protocol=pickle.HIGHEST_PROTOCOL)
+    atomic_write_bytes(path, lambda f: f.write(gzip.compress(data, compresslevel=3, mtime=0)))
     return sha256_file(path)
 
 
@@ -195,6 +204,9 @@ TRUSTED_GLOBALS = frozenset(
             for core in ("numpy.core.multiarray", "numpy._core.multiarray")
             for name in ("_reconstruct", "scalar")
         ),
+        # how the C pickler writes an array with protocol 5
+        ("numpy.core.numeric", "_frombuffer"),
+        ("numpy._core.numeric", "_frombuffer"),
         ("pipeline.model", "ContextModel"),
         ("pipeline.model", "WordSegmenter"),
         ("pipeline.model", "normalize_all"),
@@ -217,8 +229,23 @@ class UntrustedGlobal(Exception):
     """A pickle names a function or class outside TRUSTED_GLOBALS."""
 
 
+class _TrustedPickle(pickle.Unpickler):
+    def find_class(self, module, name):
+        if (module, name) not in TRUSTED_GLOBALS:
+            raise UntrustedGlobal(f"{module}.{name}")
+        return super().find_class(module, name)
+
+
 def load_trusted(path: Path):
-    """Unpickle a joblib file, calling nothing but TRUSTED_GLOBALS (object arrays inside it included)."""
+    """Unpickle a model file, calling nothing but TRUSTED_GLOBALS (object arrays inside it included).
+
+    A file `save_model` wrote (a gzip-compressed pickle) is read by the standard C unpickler in a
+    tenth of joblib's time; a file joblib wrote (models saved before) by joblib's own unpickler.
+    """
+    with open(path, "rb") as f:
+        gzipped = f.read(2) == GZIP_MAGIC
+    if gzipped:
+        return _TrustedPickle(io.BytesIO(gzip.decompress(Path(path).read_bytes()))).load()
 
     class TrustedUnpickler(NumpyUnpickler):
         def find_class(self, module, name):
@@ -658,6 +685,8 @@ class ContextModel(BaseEstimator, ClassifierMixin):
         labeled paragraph with its out-of-fold copies, then the second pass with the decision rule's
         out-of-fold copies. The saved model is the same bytes for any value.
         """
+        from pipeline.fastvec import accelerate  # imports pandas, which the model needs only here
+
         flat = [p for art in articles for p in art]
         y = np.array([lab for labs in labels for lab in labs], dtype=object)
         group = np.repeat(np.arange(len(articles)), [len(a) for a in articles])
@@ -677,7 +706,9 @@ class ContextModel(BaseEstimator, ClassifierMixin):
             labeled, other = np.flatnonzero(known), np.flatnonzero(~known)
             Xk = steps["features"].fit_transform([norm[i] for i in labeled]).tocsr()
             Xk.sort_indices()  # as `transform` leaves them, so these rows equal the tagger's
-            Xo = _transform(parallel, steps["features"], [norm[i] for i in other]) if len(other) else Xk[:0]
+            # the unlabeled neighbours: counted by tagging's exact array path, three times faster
+            fast = accelerate(steps["features"])
+            Xo = _transform(parallel, fast, [norm[i] for i in other]) if len(other) else Xk[:0]
             X = sparse.vstack([Xk, Xo]).tocsr()[np.argsort(np.concatenate([labeled, other]))]
             # First pass on every labeled paragraph, and its out-of-fold copies (folds grouped by
             # article) that give every paragraph, labeled or not, its out-of-fold probabilities.

@@ -26,11 +26,6 @@ from pipeline import runs
 from pipeline.config import LABELS, PARAMS
 
 PACKAGE_DIR = Path(__file__).resolve().parent
-# Sentences written for this project (no corpus text): the model's input example.
-EXAMPLE_TEXTS = [
-    "Hai nước ký kế hoạch hành động chung về phòng, chống mua bán người.",
-    "Giá vàng hôm nay tăng nhẹ.",
-]
 # What the served model needs, pinned to what trained it. Listing it skips MLflow's requirement
 # inference (which reloads the model in a subprocess) and its guess `trafficking-topics==0.1.0`,
 # a package no index has; the code itself travels in the model's code_paths.
@@ -215,8 +210,9 @@ def log_training(params: dict, info: dict, model_path: Path, train_seconds: floa
                 python_model=TopicModel(),
                 artifacts={"model": str(model_path), "meta": str(meta)},
                 code_paths=[str(PACKAGE_DIR)],
+                # The signature is what serving checks requests against. No input example: MLflow
+                # would validate it by loading the model once more (1.5 s of every training).
                 signature=signature(),
-                input_example=pd.DataFrame({"text": EXAMPLE_TEXTS}),
                 pip_requirements=pip_requirements(),
                 registered_model_name=params["mlflow"].get("registered_model") or None,
             )

@@ -9,6 +9,7 @@ import joblib
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
+from pipeline.background import Background
 from pipeline.config import ARTICLES, MODEL, PARAMS, TOKENS, TRAIN, TRAIN_INFO, load_params, section
 from pipeline.model import ContextModel, build_model, save_model, write_json
 from pipeline.runs import rows_hash
@@ -88,16 +89,17 @@ def training_record(model, p: dict, train: pd.DataFrame, sha256: str) -> dict:
 
 
 def main(params_path: Path = PARAMS) -> None:
-    from pipeline import tracking  # MLflow only in entry points
-
     params = load_params(params_path)
-    p = section(params, "train")
-    train = pd.read_parquet(TRAIN)
-    n_jobs = section(params, "resources")["n_jobs"]
-    model, seconds = fit(train, pd.read_parquet(ARTICLES), p, read_word_cache(p), n_jobs)
-    info = training_record(model, p, train, save_model(model, MODEL))
-    # the run's own values (time, commit, run id) go to MLflow and the line below, not to the DVC outputs
-    run_id = tracking.log_training(params, info, MODEL, seconds)
+    # MLflow only in entry points, here in a second process that imports it and opens the store
+    # while the model is fitted
+    with Background("pipeline.tracking", "configure", params) as tracking:
+        p = section(params, "train")
+        train = pd.read_parquet(TRAIN)
+        n_jobs = section(params, "resources")["n_jobs"]
+        model, seconds = fit(train, pd.read_parquet(ARTICLES), p, read_word_cache(p), n_jobs)
+        info = training_record(model, p, train, save_model(model, MODEL))
+        # the run's own values (time, commit, run id) go to MLflow and the line below, not to the DVC outputs
+        run_id = tracking("log_training", params, info, MODEL, seconds)
     write_json(TRAIN_INFO, info)
     kind = "context model" if p["context"] else "paragraph model"
     factors = ", ".join(f"{c} x {f}" for c, f in info["decision_factors"].items() if f != 1.0)

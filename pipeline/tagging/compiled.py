@@ -20,7 +20,7 @@ import re
 import numba
 import numpy as np
 
-from pipeline.tagging.fastvec import sklearn_supported
+from pipeline.fastvec import sklearn_supported
 
 TF_TABLE = (
     1 << 13
@@ -362,8 +362,8 @@ def _paragraph_parts(pipe):
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import FunctionTransformer
 
+    from pipeline.fastvec import qualifies
     from pipeline.model import normalize_all
-    from pipeline.tagging.fastvec import qualifies
 
     if type(pipe) is not Pipeline or [name for name, _ in pipe.steps] != ["normalize", "features", "classify"]:
         raise TypeError("not the normalise / features / classify pipeline")

@@ -115,7 +115,7 @@ def model_sha256(model: str) -> str | None:
 
 def load_for_tagging(model: str):
     """The model ready for tagging: loaded, then its TF-IDF counting swapped for the exact fast one."""
-    from pipeline.tagging.fastvec import accelerate
+    from pipeline.fastvec import accelerate
 
     loaded, meta = load_any(model)
     return accelerate(loaded), meta

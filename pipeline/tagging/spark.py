@@ -317,8 +317,8 @@ def load_shipped(names: tuple[str, str]):
     if _WORKER.get("names") != names:
         from pyspark import SparkFiles
 
+        from pipeline.fastvec import accelerate
         from pipeline.model import load_model
-        from pipeline.tagging.fastvec import accelerate
         from pipeline.tagging.scoring import Scorer
 
         model, _ = load_model(Path(SparkFiles.get(names[0])), Path(SparkFiles.get(names[1])))

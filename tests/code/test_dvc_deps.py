@@ -22,7 +22,7 @@ def module_file(name: str) -> Path | None:
 
 
 def imported(path: Path) -> set[Path]:
-    """The package files one module imports anywhere in its body (lazy imports inside functions too)."""
+    """The package files one module imports anywhere in its body (lazy imports inside functions, and `Background`'s, too)."""
     found = set()
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         names = []
@@ -31,6 +31,9 @@ def imported(path: Path) -> set[Path]:
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
             # `from pipeline import tracking` imports a module; `from pipeline.x import f` imports pipeline.x
             names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+        elif isinstance(node, ast.Call) and getattr(node.func, "id", None) == "Background" and node.args:
+            # Background("pipeline.tracking", ...) imports that module in its second process
+            names = [node.args[0].value] if isinstance(node.args[0], ast.Constant) else []
         for name in names:
             parts = name.split(".")
             for i in range(2, len(parts) + 1):  # a submodule import runs its packages' __init__ too

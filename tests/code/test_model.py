@@ -98,6 +98,26 @@ def test_saved_model_loads_only_with_matching_sha256(tmp_path):
         load_model(path)
 
 
+def test_a_model_saved_by_joblib_before_still_loads(tmp_path):
+    import joblib
+
+    from pipeline.model import sha256_file
+
+    arts, labels = toy_articles()
+    model = ContextModel(**PARAMS, cv=3).fit(arts, labels)
+    path = tmp_path / "model.joblib"
+    joblib.dump(model, path, compress=3)  # how models were saved before the gzip pickle
+    write_json(meta_path(path), {"sha256": sha256_file(path)})
+    assert predict_proba_equal(load_model(path)[0], model)
+    saved = tmp_path / "new.joblib"
+    save_model(model, saved)
+    assert predict_proba_equal(joblib.load(saved), model)  # and joblib reads the new files
+
+
+def predict_proba_equal(a, b) -> bool:
+    return np.array_equal(a.predict_proba([COOP, OFF, STATS]), b.predict_proba([COOP, OFF, STATS]))
+
+
 @pytest.mark.parametrize(
     ("meta", "message"),
     [(None, "metadata file missing"), ("{not json", "unreadable or corrupted"), ('{"labels": []}', "no sha256")],
@@ -212,15 +232,22 @@ class _RunsCode:
         return (exec, (f"open({self.marker!r}, 'w').write('ran')",))
 
 
-@pytest.mark.parametrize("compress", [0, 3])
-def test_a_pickle_that_runs_code_is_refused_even_with_a_matching_sha256(tmp_path, compress):
+@pytest.mark.parametrize("writer", ["joblib", "joblib compressed", "gzip pickle (save_model's format)"])
+def test_a_pickle_that_runs_code_is_refused_even_with_a_matching_sha256(tmp_path, writer):
+    import gzip
+    import pickle
+
     import joblib
 
     from pipeline.model import sha256_file
 
     marker = tmp_path / "marker"
     path = tmp_path / "model.joblib"
-    joblib.dump({"model": _RunsCode(marker)}, path, compress=compress)
+    hostile = {"model": _RunsCode(marker)}
+    if writer.startswith("gzip"):
+        path.write_bytes(gzip.compress(pickle.dumps(hostile, protocol=5)))
+    else:
+        joblib.dump(hostile, path, compress=3 if writer.endswith("compressed") else 0)
     write_json(meta_path(path), {"sha256": sha256_file(path), "labels": ["off_topic"]})
     with pytest.raises(ModelError, match=r"refused: the file calls builtins\.exec.*nothing in it was run"):
         load_model(path)

@@ -10,7 +10,7 @@ from reference import same_matrix
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.pipeline import Pipeline
 
-from pipeline.tagging.fastvec import accelerate
+from pipeline.fastvec import accelerate
 from pipeline.tagging.outputs import json_line
 
 

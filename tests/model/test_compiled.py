@@ -11,7 +11,7 @@ from reference import same_matrix
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.pipeline import FeatureUnion, Pipeline
 
-from pipeline.tagging.fastvec import FastCountTfidf, accelerate
+from pipeline.fastvec import FastCountTfidf, accelerate
 from pipeline.text import paragraphs
 
 
@@ -172,8 +172,8 @@ def test_another_scikit_learn_release_keeps_the_reference_path(monkeypatch, trai
 
     import sklearn
 
+    from pipeline.fastvec import sklearn_supported
     from pipeline.tagging.compiled import compile_model
-    from pipeline.tagging.fastvec import sklearn_supported
     from pipeline.tagging.scoring import Scorer
 
     assert sklearn_supported()  # the pinned release is the one checked

@@ -1,4 +1,4 @@
-"""An exact, faster counting step for fitted word n-gram TF-IDF vectorizers, swapped in when a model is loaded for tagging.
+"""An exact, faster counting step for fitted word n-gram TF-IDF vectorizers: tagging's and, in training, the unlabeled neighbours'.
 
 scikit-learn counts the n-grams of each document in a Python dict, n-gram string by n-gram
 string; that is most of the time of tagging. Here the tokens of a whole batch are mapped to
@@ -8,6 +8,7 @@ so the TF-IDF matrix and every probability, are the same as scikit-learn's; fitt
 
 from __future__ import annotations
 
+import copy
 import re
 from itertools import chain, repeat
 
@@ -153,19 +154,24 @@ def _fast_copy(vec: TfidfVectorizer) -> FastCountTfidf:
 
 
 def accelerate(model):
-    """Swap every qualifying TfidfVectorizer inside `model` (pipelines, unions, a context model's first pass) in place.
+    """A copy of `model` with every qualifying TfidfVectorizer (in pipelines, unions, a context model's first pass) swapped.
 
-    With a scikit-learn release it was not checked against, the model is returned as it is.
+    `model` itself is untouched (it may still be saved); the copy shares every fitted array with it.
+    With a scikit-learn release the swap was not checked against, `model` is returned as it is.
     """
     if not sklearn_supported():
         return model
+    if qualifies(model):
+        return _fast_copy(model)
+    inner = getattr(model, "paragraph_model_", None)
+    if inner is not None:
+        fast = copy.copy(model)
+        fast.paragraph_model_ = accelerate(inner)
+        return fast
     for holder in ("steps", "transformer_list"):
         items = getattr(model, holder, None)
         if isinstance(items, list):
-            for i, item in enumerate(items):
-                name, est = item[0], item[1]
-                items[i] = (name, _fast_copy(est), *item[2:]) if qualifies(est) else (name, accelerate(est), *item[2:])
-    inner = getattr(model, "paragraph_model_", None)
-    if inner is not None:
-        model.paragraph_model_ = accelerate(inner)
+            fast = copy.copy(model)
+            setattr(fast, holder, [(item[0], accelerate(item[1]), *item[2:]) for item in items])
+            return fast
     return model
