@@ -162,10 +162,9 @@ def save_model(model: Pipeline, path: Path) -> str:
     in pure Python (2.4 s for the context model) where the standard C pickler takes 0.06 s;
     `mtime=0` keeps the time out of the gzip header, so identical models are identical bytes.
     """
-    path = Path(path)
-    data = pickle.dumps(drop_caches(model), protocol=pickle.HIGHEST_PROTOCOL)
-    atomic_write_bytes(path, lambda f: f.write(gzip.compress(data, compresslevel=3, mtime=0)))
-    return sha256_file(path)
+    data = gzip.compress(pickle.dumps(drop_caches(model), protocol=pickle.HIGHEST_PROTOCOL), compresslevel=3, mtime=0)
+    atomic_write_bytes(Path(path), lambda f: f.write(data))
+    return hashlib.sha256(data).hexdigest()
 
 
 def write_json(path: Path, obj) -> None:
@@ -229,34 +228,35 @@ class UntrustedGlobal(Exception):
     """A pickle names a function or class outside TRUSTED_GLOBALS."""
 
 
-class _TrustedPickle(pickle.Unpickler):
+class _OnlyTrusted:
+    """An unpickler mixin that resolves no global outside TRUSTED_GLOBALS."""
+
     def find_class(self, module, name):
         if (module, name) not in TRUSTED_GLOBALS:
             raise UntrustedGlobal(f"{module}.{name}")
         return super().find_class(module, name)
 
 
-def load_trusted(path: Path):
-    """Unpickle a model file, calling nothing but TRUSTED_GLOBALS (object arrays inside it included).
+class _TrustedPickle(_OnlyTrusted, pickle.Unpickler):
+    pass
+
+
+class _TrustedJoblib(_OnlyTrusted, NumpyUnpickler):
+    pass
+
+
+def load_trusted(data: bytes, name: str):
+    """Unpickle the bytes of a model file (`name` for messages), calling nothing but TRUSTED_GLOBALS (object arrays inside it included).
 
     A file `save_model` wrote (a gzip-compressed pickle) is read by the standard C unpickler in a
     tenth of joblib's time; a file joblib wrote (models saved before) by joblib's own unpickler.
     """
-    with open(path, "rb") as f:
-        gzipped = f.read(2) == GZIP_MAGIC
-    if gzipped:
-        return _TrustedPickle(io.BytesIO(gzip.decompress(Path(path).read_bytes()))).load()
-
-    class TrustedUnpickler(NumpyUnpickler):
-        def find_class(self, module, name):
-            if (module, name) not in TRUSTED_GLOBALS:
-                raise UntrustedGlobal(f"{module}.{name}")
-            return super().find_class(module, name)
-
-    with open(path, "rb") as f, _validate_fileobject_and_memmap(f, str(path), None) as (fobj, _):
+    if data[:2] == GZIP_MAGIC:
+        return _TrustedPickle(io.BytesIO(gzip.decompress(data))).load()
+    with _validate_fileobject_and_memmap(io.BytesIO(data), name, None) as (fobj, _):
         if isinstance(fobj, str):  # a pickle of joblib < 0.10, with its arrays in companion files
             raise UntrustedGlobal("a joblib format older than 0.10")
-        return TrustedUnpickler(str(path), fobj, True).load()
+        return _TrustedJoblib(name, fobj, True).load()
 
 
 def load_model(path: Path, meta_file: Path | None = None) -> tuple[Pipeline, dict]:
@@ -270,14 +270,15 @@ def load_model(path: Path, meta_file: Path | None = None) -> tuple[Pipeline, dic
     if not path.is_file():
         raise ModelError(f"{path}: model file not found (run `dvc repro` to train one)")
     meta = read_meta(path, meta_file)
-    actual = sha256_file(path)
+    data = path.read_bytes()  # read once: hashed, then unpickled
+    actual = hashlib.sha256(data).hexdigest()
     if actual != meta["sha256"]:
         raise ModelError(
             f"{path}: sha256 {actual[:12]}... does not match {meta['sha256'][:12]}... recorded in "
             f"its metadata; refusing to unpickle a file that may have been altered or truncated"
         )
     try:
-        model = load_trusted(path)
+        model = load_trusted(data, str(path))
     except UntrustedGlobal as e:
         raise ModelError(
             f"{path}: refused: the file calls {e}, which is not part of this project's models "

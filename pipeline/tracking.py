@@ -211,7 +211,7 @@ def log_training(params: dict, info: dict, model_path: Path, train_seconds: floa
                 artifacts={"model": str(model_path), "meta": str(meta)},
                 code_paths=[str(PACKAGE_DIR)],
                 # The signature is what serving checks requests against. No input example: MLflow
-                # would validate it by loading the model once more (1.5 s of every training).
+                # would validate it by loading the model once more (about 1 s of every training).
                 signature=signature(),
                 pip_requirements=pip_requirements(),
                 registered_model_name=params["mlflow"].get("registered_model") or None,
