@@ -114,3 +114,31 @@ def test_fast_json_lines_are_the_records_bytes(classes, min_confidence, with_tex
     ]
     assert got == encode([r for recs in records for r in recs], "jsonl", paragraph_columns(with_text, False))
     assert labels == [[r["label"] for r in recs] for recs in records]
+
+
+_BOUNDS_SCRIPT = r"""
+import numpy as np
+from sklearn.feature_extraction.text import TfidfVectorizer
+from pipeline.tagging.compiled import Vocabulary
+
+vec = TfidfVectorizer(ngram_range=(1, 2), token_pattern=r"(?u)\b\w+\b", sublinear_tf=True, dtype=np.float32)
+vec.fit(["a b c d", "b c d a", "c d a b"])
+vocab = Vocabulary(vec)
+W = np.ones((vocab.n_features, 3))
+# One short document holds more distinct terms (unigrams and bigrams) than it has tokens.
+for docs in (["a b c d"], ["a"], ["a b", "c d a b c"], [""], ["a b c d a b c d"]):
+    expected = vec.transform(docs).toarray().astype(np.float64) @ W
+    assert np.allclose(vocab.project(docs, W), expected), docs
+print("ok")
+"""
+
+
+def test_compiled_kernels_stay_inside_their_arrays(tmp_path):
+    """The n-gram kernel under numba's bounds checking: a short document once wrote past its buffers (heap corruption)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "NUMBA_BOUNDSCHECK": "1", "NUMBA_CACHE_DIR": str(tmp_path)}
+    proc = subprocess.run([sys.executable, "-c", _BOUNDS_SCRIPT], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-2000:]
