@@ -139,10 +139,10 @@ def _project(ids, n_docs, unigram, keys, cols, mask, base, unknown, lo, hi, tf, 
     n = ids.shape[0]
     K = W.shape[1]
     # A document of t tokens has up to t * (hi - lo + 1) distinct terms, more than the n ids when it is short.
-    size = max(n * (hi - lo + 1), 1)
-    found = np.empty(size, dtype=np.int64)
-    values = np.empty(size, dtype=np.float32)
-    terms = np.empty(size, dtype=np.int64)
+    room = max(n * (hi - lo + 1), 1)
+    found = np.empty(room, dtype=np.int64)
+    values = np.empty(room, dtype=np.float32)
+    terms = np.empty(room, dtype=np.int64)
     acc = np.zeros(K)
     doc = 0
     start = 0

@@ -1,6 +1,9 @@
 """The fast paths give exactly what the plain ones give, on text written here: n-gram counting, tokens, JSON lines."""
 
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -135,10 +138,6 @@ print("ok")
 
 def test_compiled_kernels_stay_inside_their_arrays(tmp_path):
     """The n-gram kernel under numba's bounds checking: a short document once wrote past its buffers (heap corruption)."""
-    import os
-    import subprocess
-    import sys
-
     env = {**os.environ, "NUMBA_BOUNDSCHECK": "1", "NUMBA_CACHE_DIR": str(tmp_path)}
     proc = subprocess.run([sys.executable, "-c", _BOUNDS_SCRIPT], env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-2000:]
