@@ -73,10 +73,10 @@ _REFERENCE: dict = {}
 
 
 def _reference_init(model: str) -> None:
-    from pipeline.tagging.scoring import Scorer, TagOptions, load_for_tagging
+    from pipeline.tagging.scoring import TagOptions, load_scorer
 
     _REFERENCE["options"] = TagOptions(model=model)
-    _REFERENCE["scorer"] = Scorer(load_for_tagging(model)[0], compiled=False)
+    _REFERENCE["scorer"] = load_scorer(model, compiled=False)
 
 
 def _reference_unit(unit) -> int:
@@ -110,15 +110,15 @@ def stages(source: Path, model: Path, n_units: int) -> tuple[int, dict[str, floa
 
     import numpy as np
 
-    from pipeline.model import apply_factors
+    from pipeline.decision import apply_factors
     from pipeline.tagging.compiled import _project
     from pipeline.tagging.fastjson import paragraph_lines
     from pipeline.tagging.inputs import jsonl_units, parse_unit
     from pipeline.tagging.records import article_summary
-    from pipeline.tagging.scoring import Scorer, TagOptions, cut, load_for_tagging
+    from pipeline.tagging.scoring import TagOptions, cut, load_scorer
 
     options = TagOptions(model=str(model), with_text=True)
-    scorer = Scorer(load_for_tagging(str(model))[0])
+    scorer = load_scorer(str(model))
     cm = scorer.compiled
     if cm is None:
         raise SystemExit(f"{model}: the compiled path does not reproduce this model")
@@ -162,10 +162,10 @@ def stages(source: Path, model: Path, n_units: int) -> tuple[int, dict[str, floa
 
 def model_load_seconds(model: Path) -> float:
     """Seconds to load the model as a worker does (sha256, unpickle, compiled tables), in this process."""
-    from pipeline.tagging.scoring import Scorer, load_for_tagging
+    from pipeline.tagging.scoring import load_scorer
 
     start = time.perf_counter()
-    Scorer(load_for_tagging(str(model))[0])
+    load_scorer(str(model))
     return time.perf_counter() - start
 
 

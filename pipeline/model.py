@@ -6,9 +6,6 @@ apart. The saved file is checked against its recorded sha256 before it is unpick
 
 from __future__ import annotations
 
-import gzip
-import hashlib
-import io
 import json
 import pickle
 import sys
@@ -17,8 +14,6 @@ from pathlib import Path
 import joblib
 import numpy as np
 from joblib import Parallel, delayed
-from joblib.numpy_pickle import NumpyUnpickler
-from joblib.numpy_pickle_utils import _validate_fileobject_and_memmap
 from scipy import sparse
 from sklearn import config_context
 from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin
@@ -30,12 +25,20 @@ from sklearn.pipeline import FeatureUnion, Pipeline
 from sklearn.preprocessing import FunctionTransformer
 from sklearn.svm import LinearSVC
 
+from pipeline import modelfile
+from pipeline.decision import LABEL_FACTORS, OFF_FACTORS, apply_factors, choose_factors, decision_score  # noqa: F401 - their home is pipeline.decision
 from pipeline.errors import ModelError  # noqa: F401 - its home is pipeline.errors; imported from here too
 from pipeline.files import atomic_write_bytes
+from pipeline.modelfile import (  # noqa: F401 - their home is pipeline.modelfile; imported from here too
+    TRUSTED_GLOBALS,
+    UntrustedGlobal,
+    meta_path,
+    read_meta,
+    sha256_file,
+)
 from pipeline.text import normalize
 
 FEATURES = ("syllable", "word", "char")
-GZIP_MAGIC = b"\x1f\x8b"
 # \w+ keeps one-letter words ("ở", "là") that scikit-learn's default pattern drops; "_" joins
 # the syllables of an underthesea word, so "mua_bán" stays one token.
 TOKEN_PATTERN = r"(?u)\b\w+\b"
@@ -143,150 +146,16 @@ def _walk(est, name=""):
             yield from _walk(sub, sub_name)
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def meta_path(model_path: Path) -> Path:
-    return Path(model_path).with_suffix(".json")
-
-
-def save_model(model: Pipeline, path: Path) -> str:
-    """Save the model as a gzip-compressed pickle, atomically; return the file's sha256 for its metadata.
-
-    `joblib.load` reads the file as it reads its own compressed files. joblib's own writer pickles
-    in pure Python (2.4 s for the context model) where the standard C pickler takes 0.06 s;
-    `mtime=0` keeps the time out of the gzip header, so identical models are identical bytes.
-    """
-    data = gzip.compress(pickle.dumps(drop_caches(model), protocol=pickle.HIGHEST_PROTOCOL), compresslevel=3, mtime=0)
-    atomic_write_bytes(Path(path), lambda f: f.write(data))
-    return hashlib.sha256(data).hexdigest()
+def load_model(path: Path, meta_file: Path | None = None) -> tuple[Pipeline, dict]:
+    """The saved scikit-learn model and its metadata, sha256-checked and unpickled calling only trusted types (`modelfile.load`)."""
+    model, _, meta = modelfile.load(path, meta_file)
+    return model, meta
 
 
 def write_json(path: Path, obj) -> None:
     """Write JSON atomically, keys sorted, so reruns give identical bytes."""
     data = (json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8")
     atomic_write_bytes(Path(path), lambda f: f.write(data))
-
-
-def read_meta(model_path: Path, mpath: Path | None = None) -> dict:
-    """Read the metadata file of a model, or raise ModelError saying what is wrong."""
-    mpath = Path(mpath) if mpath else meta_path(model_path)
-    try:
-        meta = json.loads(mpath.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ModelError(f"{mpath}: metadata file missing; a model is only loaded with its recorded sha256") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ModelError(f"{mpath}: metadata is unreadable or corrupted ({e})") from None
-    if not isinstance(meta, dict) or not isinstance(meta.get("sha256"), str):
-        raise ModelError(f"{mpath}: metadata has no sha256 of the model file")
-    return meta
-
-
-# Every global a model file of this project refers to: measured by loading the models of every
-# `train.features` and `train.classifier` option, paragraph and context models, with the numpy scalar
-# types a pickle may name. A pickle naming anything else (os.system, builtins.exec, ...) is refused before
-# it is called: the types skops would be told to trust, without skops' file size and load time.
-_NUMPY_SCALARS = "bool_ float16 float32 float64 int8 int16 int32 int64 intc uint8 uint16 uint32 uint64 str_"
-TRUSTED_GLOBALS = frozenset(
-    {
-        ("joblib.numpy_pickle", "NumpyArrayWrapper"),
-        ("numpy", "dtype"),
-        ("numpy", "ndarray"),
-        *(("numpy", name) for name in _NUMPY_SCALARS.split()),
-        *(
-            (core, name)
-            for core in ("numpy.core.multiarray", "numpy._core.multiarray")
-            for name in ("_reconstruct", "scalar")
-        ),
-        # how the C pickler writes an array with protocol 5
-        ("numpy.core.numeric", "_frombuffer"),
-        ("numpy._core.numeric", "_frombuffer"),
-        ("pipeline.model", "ContextModel"),
-        ("pipeline.model", "WordSegmenter"),
-        ("pipeline.model", "normalize_all"),
-        ("sklearn.calibration", "CalibratedClassifierCV"),
-        ("sklearn.calibration", "_CalibratedClassifier"),
-        ("sklearn.calibration", "_SigmoidCalibration"),
-        ("sklearn.feature_extraction.text", "TfidfTransformer"),
-        ("sklearn.feature_extraction.text", "TfidfVectorizer"),
-        ("sklearn.linear_model._logistic", "LogisticRegression"),
-        ("sklearn.model_selection._split", "GroupKFold"),
-        ("sklearn.pipeline", "FeatureUnion"),
-        ("sklearn.pipeline", "Pipeline"),
-        ("sklearn.preprocessing._function_transformer", "FunctionTransformer"),
-        ("sklearn.svm._classes", "LinearSVC"),
-    }
-)
-
-
-class UntrustedGlobal(Exception):
-    """A pickle names a function or class outside TRUSTED_GLOBALS."""
-
-
-class _OnlyTrusted:
-    """An unpickler mixin that resolves no global outside TRUSTED_GLOBALS."""
-
-    def find_class(self, module, name):
-        if (module, name) not in TRUSTED_GLOBALS:
-            raise UntrustedGlobal(f"{module}.{name}")
-        return super().find_class(module, name)
-
-
-class _TrustedPickle(_OnlyTrusted, pickle.Unpickler):
-    pass
-
-
-class _TrustedJoblib(_OnlyTrusted, NumpyUnpickler):
-    pass
-
-
-def load_trusted(data: bytes, name: str):
-    """Unpickle the bytes of a model file (`name` for messages), calling nothing but TRUSTED_GLOBALS (object arrays inside it included).
-
-    A file `save_model` wrote (a gzip-compressed pickle) is read by the standard C unpickler in a
-    tenth of joblib's time; a file joblib wrote (models saved before) by joblib's own unpickler.
-    """
-    if data[:2] == GZIP_MAGIC:
-        return _TrustedPickle(io.BytesIO(gzip.decompress(data))).load()
-    with _validate_fileobject_and_memmap(io.BytesIO(data), name, None) as (fobj, _):
-        if isinstance(fobj, str):  # a pickle of joblib < 0.10, with its arrays in companion files
-            raise UntrustedGlobal("a joblib format older than 0.10")
-        return _TrustedJoblib(name, fobj, True).load()
-
-
-def load_model(path: Path, meta_file: Path | None = None) -> tuple[Pipeline, dict]:
-    """Load a saved model after checking its sha256, calling only the types this project's models are made of.
-
-    A pickle runs code when loaded: a file that does not match its recorded sha256, or that names
-    anything outside TRUSTED_GLOBALS, is refused before any of it runs. The metadata is `model.json`
-    beside the model unless `meta_file` names another.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise ModelError(f"{path}: model file not found (run `dvc repro` to train one)")
-    meta = read_meta(path, meta_file)
-    data = path.read_bytes()  # read once: hashed, then unpickled
-    actual = hashlib.sha256(data).hexdigest()
-    if actual != meta["sha256"]:
-        raise ModelError(
-            f"{path}: sha256 {actual[:12]}... does not match {meta['sha256'][:12]}... recorded in "
-            f"its metadata; refusing to unpickle a file that may have been altered or truncated"
-        )
-    try:
-        model = load_trusted(data, str(path))
-    except UntrustedGlobal as e:
-        raise ModelError(
-            f"{path}: refused: the file calls {e}, which is not part of this project's models "
-            "(a pickle that runs code?); nothing in it was run"
-        ) from None
-    except Exception as e:  # a corrupted pickle can fail in many ways
-        raise ModelError(f"{path}: cannot be loaded ({type(e).__name__}: {e})") from None
-    return model, meta
 
 
 def predict(model: Pipeline, texts: list[str]) -> tuple[list[str], np.ndarray]:
@@ -386,70 +255,6 @@ def top_terms(model, texts: list[str], labels: list[str], k: int) -> list[list[t
         order = np.argsort(-contrib)[:k]
         out.append([(str(names[row.indices[j]]), round(float(contrib[j]), 4)) for j in order if contrib[j] > 0])
     return out
-
-
-def apply_factors(proba: np.ndarray, factors: np.ndarray | None) -> np.ndarray:
-    """Multiply each class's probability by its factor and renormalise the rows (the decision rule; ones change nothing)."""
-    if factors is None or not len(proba) or np.all(factors == 1.0):
-        return proba
-    proba = proba * factors
-    return proba / proba.sum(axis=1, keepdims=True)
-
-
-# Factors tried by the out-of-fold decision rule: for off_topic (below 1 favours the on-topic
-# labels), then, with `class_factors`, for each on-topic label in turn.
-OFF_FACTORS = tuple(round(0.2 + 0.05 * i, 2) for i in range(17))
-LABEL_FACTORS = tuple(round(0.5 + 0.1 * i, 1) for i in range(26))
-
-
-def decision_score(y: np.ndarray, pred: np.ndarray, n_classes: int, off: int) -> float:
-    """What the decision rule maximises: macro-F1 plus on-topic F1, of class indices (off: off_topic's).
-
-    F1 is 2tp / (2tp + fp + fn), 0 where a class is never true nor predicted (scikit-learn's
-    `zero_division=0`); counted with bincount, as this runs for every factor tried.
-    """
-
-    def f1(tp, fp, fn):
-        denom = 2 * tp + fp + fn
-        return np.divide(2 * tp, denom, out=np.zeros(np.shape(tp)), where=denom > 0)
-
-    tp = np.bincount(y[y == pred], minlength=n_classes)
-    n_true, n_pred = np.bincount(y, minlength=n_classes), np.bincount(pred, minlength=n_classes)
-    macro = f1(tp, n_pred - tp, n_true - tp).mean()
-    on_true, on_pred = y != off, pred != off
-    on_tp = int((on_true & on_pred).sum())
-    return float(macro + f1(on_tp, int(on_pred.sum()) - on_tp, int(on_true.sum()) - on_tp))
-
-
-def choose_factors(y: np.ndarray, proba: np.ndarray, classes, rule: str = "off_factor") -> tuple[np.ndarray, dict]:
-    """Per-class factors chosen on out-of-fold probabilities, and the score of each step.
-
-    `off_factor` searches one factor for off_topic; `class_factors` then adjusts each on-topic label's
-    factor in turn (two sweeps). Ties go to the factor closest to 1 (the smallest change).
-    """
-    classes = np.asarray(classes)
-    factors = np.ones(len(classes))
-    off = list(classes).index("off_topic")
-    index = {c: i for i, c in enumerate(classes)}
-    y = np.array([index[v] for v in y], dtype=int)
-
-    def best(j, grid):
-        scores = {}
-        for f in grid:
-            trial = factors.copy()
-            trial[j] = f
-            scores[f] = round(decision_score(y, apply_factors(proba, trial).argmax(axis=1), len(classes), off), 6)
-        top = max(scores.values())
-        return min((f for f in grid if scores[f] == top), key=lambda f: abs(f - 1.0)), scores
-
-    factors[off], scores = best(off, OFF_FACTORS)
-    steps = {f"off_topic x {f}": v for f, v in scores.items()}
-    if rule == "class_factors":
-        for sweep in (1, 2):
-            for j in (j for j in range(len(classes)) if j != off):
-                factors[j], scores = best(j, LABEL_FACTORS)
-                steps[f"sweep {sweep}: {classes[j]} x {factors[j]}"] = scores[factors[j]]
-    return factors, steps
 
 
 def proba_in(classes, fitted, X) -> np.ndarray:

@@ -8,7 +8,7 @@ from pipeline.config import MODEL, PARAMS, SEEDS_OUT, SEEDS_SUMMARY, load_params
 from pipeline.model import write_json
 from pipeline.tagging.outputs import write_jsonl
 from pipeline.tagging.records import article_summary, summary_table
-from pipeline.tagging.scoring import Scorer, TagOptions, article_rule, load_for_tagging, tag_articles
+from pipeline.tagging.scoring import Scorer, TagOptions, article_rule, load_scorer, tag_articles
 from pipeline.text import Article, read_corpus
 
 
@@ -25,7 +25,7 @@ def main(params_path: Path = PARAMS) -> None:
     params = load_params(params_path)
     rule = article_rule(section(params, "tag"))
     options = TagOptions(model=str(MODEL), rule=rule, max_chars=section(params, "text")["max_paragraph_chars"])
-    scorer = Scorer(load_for_tagging(str(MODEL))[0])
+    scorer = load_scorer(str(MODEL))
     records, summaries = tag_seeds(scorer, list(read_corpus(section(params, "corpus")["dir"], ("seeds",))), options)
     write_jsonl(SEEDS_OUT, records)
     write_json(SEEDS_SUMMARY, summaries)

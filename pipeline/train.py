@@ -9,10 +9,19 @@ import joblib
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
+from pipeline import modelfile
 from pipeline.background import Background
 from pipeline.config import ARTICLES, MODEL, PARAMS, TOKENS, TRAIN, TRAIN_INFO, load_params, section
-from pipeline.model import ContextModel, build_model, save_model, write_json
+from pipeline.model import ContextModel, build_model, drop_caches, write_json
 from pipeline.runs import rows_hash
+
+
+def save_model(model, path: Path) -> str:
+    """Save the model with its compiled tables for tagging (`modelfile.pack`), atomically; return the file's sha256 for its metadata."""
+    from pipeline.tagging.compiled import compiled_state
+
+    model = drop_caches(model)
+    return modelfile.write(path, modelfile.pack(model, compiled_state(model)))
 
 
 def data_hash(df: pd.DataFrame) -> str:

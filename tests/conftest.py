@@ -139,7 +139,8 @@ def project_env(dest: Path) -> dict:
 @pytest.fixture(scope="session")
 def model_file(tmp_path_factory, trained_model) -> Path:
     """`trained_model` saved as the pipeline saves it: model.joblib with model.json (sha256) beside it."""
-    from pipeline.model import meta_path, save_model, write_json
+    from pipeline.model import meta_path, write_json
+    from pipeline.train import save_model
 
     path = tmp_path_factory.mktemp("model") / "model.joblib"
     sha = save_model(trained_model, path)

@@ -670,8 +670,9 @@ def context_model_file(tmp_path_factory, corpus_dir, labels):
     """A small context model (the default kind, decision rule included) fitted on 60 labeled trafficking articles."""
     import yaml
 
-    from pipeline.model import ContextModel, meta_path, save_model, write_json
+    from pipeline.model import ContextModel, meta_path, write_json
     from pipeline.text import paragraphs, read_corpus
+    from pipeline.train import save_model
 
     params = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))["train"]
     manual = labels[labels.method == "manual"]

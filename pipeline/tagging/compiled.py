@@ -1,16 +1,18 @@
 """The saved model compiled for batch tagging: the same probabilities as its scikit-learn path, with no per-token Python work.
 
-Built from the loaded model object in memory (never a side file): the vocabulary becomes integer
-tables, and every linear weight that reads the paragraph's TF-IDF vector (the first pass, and each
-block of the second pass: the paragraph, the paragraph times the article score, the neighbours,
-the title) is stacked into one dense matrix W. A numba kernel counts each paragraph's n-grams,
+`compiled_state` turns the fitted model into plain tables when it is saved (they are part of the
+one model file, `pipeline/modelfile.py`; never a side file): the vocabulary becomes integer
+tables, and `CompiledModel` stacks every linear weight that reads the paragraph's TF-IDF vector
+(the first pass, and each block of the second pass: the paragraph, the paragraph times the article
+score, the neighbours, the title) into one dense matrix W. A numba kernel counts each paragraph's n-grams,
 weighs them exactly as TfidfVectorizer does (float32, the same rounding) and multiplies the
 vector by W at once, so X·W is ONE sparse x dense product; the second pass then shifts those
 projections to the neighbours and the title, adds the dense part, and calibrates as scikit-learn
 does. The decision rule is `apply_factors` with the model's own `decision_factors_`.
 
-`compile_model` returns None for a model it cannot reproduce (another feature kind, another
-classifier, another scikit-learn version): the caller keeps the scikit-learn path.
+Scoring from the tables imports neither scikit-learn nor the model's module. `compiled_state`
+(and `compile_model`, for a model in memory) returns None for a model it cannot reproduce (another
+feature kind, another classifier, another scikit-learn version): the caller keeps the scikit-learn path.
 """
 
 from __future__ import annotations
@@ -19,8 +21,6 @@ import re
 
 import numba
 import numpy as np
-
-from pipeline.fastvec import sklearn_supported
 
 TF_TABLE = (
     1 << 13
@@ -225,43 +225,55 @@ def _top_mean(on, bounds, top_k, out):
 class Vocabulary:
     """A fitted word n-gram TfidfVectorizer as integer tables: token ids, unigram columns, an n-gram hash table, tf and idf."""
 
-    def __init__(self, vec):
+    FIELDS = (
+        "unigram", "keys", "cols", "mask", "base", "unknown", "lo", "hi",
+        "token_points", "token_starts", "table", "sublinear", "idf", "norm", "n_features",
+    )  # fmt: skip
+
+    def __init__(self, state: dict):
+        for name in self.FIELDS:
+            setattr(self, name, state[name])
+        counts = np.arange(TF_TABLE, dtype=np.float32)
+        with np.errstate(divide="ignore"):
+            # The same float32 numpy calls as TfidfTransformer.transform on the counts (in place there).
+            self.tf = np.log(counts) + 1.0 if self.sublinear else counts
+
+    @staticmethod
+    def state_of(vec) -> dict:
+        """The tables of a fitted vectorizer (its Python loop over every term runs here, when the model is saved)."""
         ids: dict[str, int] = {}
         for term in vec.vocabulary_:
             for token in term.split(" "):
                 ids.setdefault(token, len(ids))
-        self.unknown = len(ids)  # the id of a token outside the vocabulary
-        self.base = len(ids) + 1
-        self.lo, self.hi = vec.ngram_range
-        if self.base**self.hi * 4 >= 2**63:
+        unknown = len(ids)  # the id of a token outside the vocabulary
+        base = len(ids) + 1
+        lo, hi = vec.ngram_range
+        if base**hi * 4 >= 2**63:
             raise ValueError("n-gram keys would not fit in int64")
-        self.unigram = np.full(self.base, -1, dtype=np.int64)
+        unigram = np.full(base, -1, dtype=np.int64)
         longer_keys, longer_cols = [], []
         for term, col in vec.vocabulary_.items():
             tokens = term.split(" ")
             if len(tokens) == 1:
-                self.unigram[ids[tokens[0]]] = col
+                unigram[ids[tokens[0]]] = col
                 continue
             key = 0
             for token in tokens:
-                key = key * self.base + ids[token]
+                key = key * base + ids[token]
             longer_keys.append(key * 4 + len(tokens))  # the size in the key: a bigram never meets a trigram's slot
             longer_cols.append(col)
-        self.keys, self.cols, self.mask = _hash_table(
-            np.asarray(longer_keys, np.int64), np.asarray(longer_cols, np.int64)
-        )
+        keys, cols, mask = _hash_table(np.asarray(longer_keys, np.int64), np.asarray(longer_cols, np.int64))
         tokens = list(ids)  # in id order
-        self.token_points = np.frombuffer("".join(tokens).encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
-        self.token_starts = np.concatenate([[0], np.cumsum([len(t) for t in tokens])]).astype(np.int64)
-        self.table = _token_table(self.token_points, self.token_starts)
-        counts = np.arange(TF_TABLE, dtype=np.float32)
-        with np.errstate(divide="ignore"):
-            # The same float32 numpy calls as TfidfTransformer.transform on the counts (in place there).
-            self.tf = np.log(counts) + 1.0 if vec.sublinear_tf else counts
+        token_points = np.frombuffer("".join(tokens).encode("utf-32-le", "surrogatepass"), dtype=np.uint32).copy()
+        token_starts = np.concatenate([[0], np.cumsum([len(t) for t in tokens])]).astype(np.int64)
         n = len(vec.vocabulary_)
-        self.idf = np.asarray(vec.idf_, dtype=np.float64) if vec.use_idf else np.ones(n)
-        self.norm = vec.norm == "l2"
-        self.n_features = n
+        return {
+            "unigram": unigram, "keys": keys, "cols": cols, "mask": mask, "base": base, "unknown": unknown,
+            "lo": lo, "hi": hi, "token_points": token_points, "token_starts": token_starts,
+            "table": _token_table(token_points, token_starts), "sublinear": bool(vec.sublinear_tf),
+            "idf": np.asarray(vec.idf_, dtype=np.float64) if vec.use_idf else np.ones(n),
+            "norm": vec.norm == "l2", "n_features": n,
+        }  # fmt: skip
 
     def token_ids(self, docs: list[str]) -> np.ndarray:
         """Token ids of all documents, -1 between documents (the tokens and lower-casing of the vectorizer)."""
@@ -304,52 +316,81 @@ class LinearHead:
     """A fitted linear classifier with probabilities, split into its weights and the step from decision values to probabilities.
 
     LogisticRegression (softmax, or the logistic function for two classes) and CalibratedClassifierCV
-    with sigmoid calibration of linear estimators (LinearSVC), averaged over its folds as scikit-learn does.
+    with sigmoid calibration of linear estimators (LinearSVC), averaged over its folds as scikit-learn
+    does, in numpy alone: the same operations as scikit-learn's, so the same probabilities to 1e-15.
     """
 
-    def __init__(self, clf):
+    def __init__(self, state: dict):
+        self.kind, self.classes = state["kind"], state["classes"]
+        self.coefs = [np.asarray(c, dtype=np.float64) for c in state["coefs"]]
+        self.intercepts = [np.asarray(b, dtype=np.float64) for b in state["intercepts"]]
+        self.calibration = state["calibration"]  # per part: (class positions, a, b) of its sigmoid calibrators
+        self.widths = [c.shape[0] for c in self.coefs]
+
+    @staticmethod
+    def state_of(clf) -> dict:
+        """The weights and calibration of a fitted classifier, TypeError for one this path does not reproduce."""
         from sklearn.calibration import CalibratedClassifierCV
         from sklearn.linear_model import LogisticRegression
 
-        self.classes = clf.classes_
+        calibration = []
         if type(clf) is LogisticRegression:
-            self.kind, self.parts = "logreg", [clf]
+            kind, estimators = "logreg", [clf]
         elif type(clf) is CalibratedClassifierCV and all(
             c.method == "sigmoid" and hasattr(c.estimator, "coef_") for c in clf.calibrated_classifiers_
         ):
-            self.kind, self.parts = "sigmoid", list(clf.calibrated_classifiers_)
+            kind, estimators = "sigmoid", [p.estimator for p in clf.calibrated_classifiers_]
+            for part in clf.calibrated_classifiers_:
+                pos = np.searchsorted(np.sort(part.classes), part.estimator.classes_)  # LabelEncoder.transform
+                a = np.array([c.a_ for c in part.calibrators], dtype=np.float64)
+                b = np.array([c.b_ for c in part.calibrators], dtype=np.float64)
+                calibration.append((pos.astype(np.int64), a, b))
         else:
             raise TypeError(f"{type(clf).__name__} is not a linear classifier this path reproduces")
-        estimators = [p if self.kind == "logreg" else p.estimator for p in self.parts]
-        self.coefs = [np.asarray(e.coef_, dtype=np.float64) for e in estimators]
-        self.intercepts = [np.asarray(e.intercept_, dtype=np.float64) for e in estimators]
-        self.widths = [c.shape[0] for c in self.coefs]
+        return {
+            "kind": kind,
+            "classes": np.asarray(clf.classes_),
+            # the estimators' own array objects, so the model file stores them once (modelfile.pack)
+            "coefs": [e.coef_ for e in estimators],
+            "intercepts": [e.intercept_ for e in estimators],
+            "calibration": calibration,
+        }
 
     def proba(self, decisions: list[np.ndarray]) -> np.ndarray:
         """Probabilities from each part's decision values (rows x that part's coef rows), as the classifier's predict_proba."""
-        from scipy.special import expit
-        from sklearn.utils.extmath import softmax
-
         if self.kind == "logreg":
             d = decisions[0]
             if d.shape[1] == 1:
-                p = expit(d[:, 0])
+                p = _expit(d[:, 0])
                 return np.stack([1 - p, p], axis=1)
-            return softmax(d, copy=False)
+            return _softmax(d)
         mean = np.zeros((len(decisions[0]), len(self.classes)))
-        for part, d in zip(self.parts, decisions, strict=True):
-            mean += _calibrated(part, d)
-        mean /= len(self.parts)
+        for calibration, d in zip(self.calibration, decisions, strict=True):
+            mean += _calibrated(len(self.classes), calibration, d)
+        mean /= len(self.calibration)
         return mean
 
 
-def _calibrated(part, predictions: np.ndarray) -> np.ndarray:
+def _expit(x: np.ndarray) -> np.ndarray:
+    """The logistic function as scipy.special.expit computes it, 1 / (1 + exp(-x))."""
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def _softmax(X: np.ndarray) -> np.ndarray:
+    """sklearn.utils.extmath.softmax(X, copy=False), its steps in its order."""
+    X -= X.max(axis=1).reshape((-1, 1))
+    np.exp(X, out=X)
+    X /= X.sum(axis=1).reshape((-1, 1))
+    return X
+
+
+def _calibrated(n_classes: int, calibration: tuple, predictions: np.ndarray) -> np.ndarray:
     """_CalibratedClassifier.predict_proba (sigmoid) from the decision values of its estimator."""
-    n_classes = len(part.classes)
+    pos, a, b = calibration
     proba = np.zeros((len(predictions), n_classes))
-    pos = np.searchsorted(np.sort(part.classes), part.estimator.classes_)  # LabelEncoder.transform
-    for class_idx, this_pred, calibrator in zip(pos, predictions.T, part.calibrators, strict=False):
-        proba[:, class_idx + (1 if n_classes == 2 else 0)] = calibrator.predict(this_pred)
+    for class_idx, this_pred, a_, b_ in zip(pos, predictions.T, a, b, strict=False):
+        # _SigmoidCalibration.predict: expit(-(a * T + b))
+        proba[:, class_idx + (1 if n_classes == 2 else 0)] = _expit(-(a_ * this_pred + b_))
     if n_classes == 2:
         proba[:, 0] = 1.0 - proba[:, 1]
     else:
@@ -385,45 +426,46 @@ def _paragraph_parts(pipe):
 
 
 class CompiledModel:
-    """A paragraph pipeline or a ContextModel, compiled: `predict_proba_articles` as the model's, same probabilities to 1e-6."""
+    """A paragraph pipeline or a ContextModel, compiled: `predict_proba_articles` as the model's, same probabilities to 1e-6.
 
-    def __init__(self, model):
-        from pipeline.model import ContextModel
+    Made from the plain tables of `compiled_state` (stored in the model file), so scoring imports
+    neither scikit-learn nor the model's module.
+    """
 
-        self.context = isinstance(model, ContextModel)
-        pipe = model.paragraph_model_ if self.context else model
-        vec, clf = _paragraph_parts(pipe)
-        self.vocab = Vocabulary(vec)
-        self.first = LinearHead(clf)
-        self.classes_ = model.classes_
+    def __init__(self, state: dict):
+        self.context = state["context"]
+        self.classes_ = state["classes"]
+        self.vocab = Vocabulary(state["vocab"])
+        self.first = LinearHead(state["first"])
         V = self.vocab.n_features
         columns = [c.T for c in self.first.coefs]
         if self.context:
-            self.second = LinearHead(model.context_clf_)
-            self.top_k, self.off = model.top_k, model.off_index_
-            self.offsets = [d for k in range(1, model.window + 1) for d in (-k, k)]
-            self.title = bool(model.title)
+            self.second = LinearHead(state["second"])
+            self.top_k, self.off = state["top_k"], state["off"]
+            self.offsets, self.title, self.factors = state["offsets"], state["title"], state["factors"]
             n_blocks = 2 + len(self.offsets) + self.title  # X, score x X, the neighbours, the title
             n_dense = len(self.classes_) * (1 + len(self.offsets) + self.title) + 1
             for coef in self.second.coefs:
                 if coef.shape[1] != n_blocks * V + n_dense:
-                    raise TypeError("the second pass does not read the blocks this path builds")
+                    raise ValueError("the second pass does not read the blocks this path builds")
                 columns += [coef[:, b * V : (b + 1) * V].T for b in range(n_blocks)]
-            self.dense = [c[:, n_blocks * V :] for c in self.second.coefs]
-            self.factors = getattr(model, "decision_factors_", None)
+            self.dense = [np.ascontiguousarray(c[:, n_blocks * V :]) for c in self.second.coefs]
+            self.second.coefs = None  # held in W from here on
         # One matrix for every product with the TF-IDF vector, its columns block after block.
         self.W = np.ascontiguousarray(np.hstack(columns))
+        self.first.coefs = None
         self.first_width = sum(self.first.widths)
 
     def predict_proba_articles(self, articles: list[list[str]], normalized: bool = False) -> list[np.ndarray]:
         """One probability matrix per article; `normalized` says the paragraphs went through normalize() already."""
-        from pipeline.model import apply_factors, normalize_all
+        from pipeline.decision import apply_factors
+        from pipeline.text import normalize
 
         flat = [p for art in articles for p in art]
         bounds = np.cumsum([0] + [len(a) for a in articles])
         if not flat:
             return [np.zeros((0, len(self.classes_))) for _ in articles]
-        XW = self.vocab.project(flat if normalized else normalize_all(flat), self.W)
+        XW = self.vocab.project(flat if normalized else [normalize(p) for p in flat], self.W)
         P = self.first.proba(self._split(XW[:, : self.first_width], self.first.widths, self.first.intercepts))
         if self.context:
             proba = apply_factors(self._second_pass(XW[:, self.first_width :], P, bounds), self.factors)
@@ -471,11 +513,30 @@ class CompiledModel:
         return self.second.proba(decisions)
 
 
-def compile_model(model) -> CompiledModel | None:
-    """The model compiled for tagging, or None when this path cannot reproduce it (the scikit-learn path then scores)."""
+def compiled_state(model) -> dict | None:
+    """The plain tables `CompiledModel` scores with, from a fitted model, or None when this path cannot reproduce it."""
+    from pipeline.fastvec import sklearn_supported
+    from pipeline.model import ContextModel
+
     if not sklearn_supported():
         return None
     try:
-        return CompiledModel(model)
+        context = isinstance(model, ContextModel)
+        vec, clf = _paragraph_parts(model.paragraph_model_ if context else model)
+        state = {"context": context, "classes": np.asarray(model.classes_)}
+        state |= {"vocab": Vocabulary.state_of(vec), "first": LinearHead.state_of(clf)}
+        if context:
+            offsets = [d for k in range(1, model.window + 1) for d in (-k, k)]
+            state |= {"second": LinearHead.state_of(model.context_clf_), "top_k": int(model.top_k)}
+            state |= {"off": int(model.off_index_), "offsets": offsets, "title": bool(model.title)}
+            state["factors"] = getattr(model, "decision_factors_", None)
+        CompiledModel(state)  # every shape checked now, not when a file is tagged
+        return state
     except (TypeError, AttributeError, ValueError, KeyError):
         return None
+
+
+def compile_model(model) -> CompiledModel | None:
+    """A fitted model in memory compiled for tagging, or None when this path cannot reproduce it (the scikit-learn path then scores)."""
+    state = compiled_state(model)
+    return CompiledModel(state) if state is not None else None

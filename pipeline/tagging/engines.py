@@ -20,7 +20,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
 from pipeline.tagging.inputs import Unit
-from pipeline.tagging.scoring import Scorer, TagOptions, UnitResult, load_for_tagging, process
+from pipeline.tagging.scoring import TagOptions, UnitResult, load_scorer, process
 
 IN_FLIGHT_PER_WORKER = 3
 WATCH_SECONDS = 0.5  # how often a wait for a result checks that every worker is alive
@@ -45,7 +45,7 @@ def _init_worker(options: TagOptions) -> None:
     _WORKER.clear()
     _WORKER["options"] = options
     try:
-        _WORKER["scorer"] = Scorer(load_for_tagging(options.model)[0])
+        _WORKER["scorer"] = load_scorer(options.model, estimator=options.explain > 0)
     except Exception as e:  # an initializer that raises makes the pool restart workers forever
         _WORKER["fatal"] = str(e) or type(e).__name__
 

@@ -73,20 +73,36 @@ def unit_result(unit: Unit, parsed: Parsed) -> UnitResult:
     )
 
 
-def load_any(model: str):
-    """(model, metadata) from a model file or an MLflow URI of the configured store (`runs:/...`, `models:/NAME@ALIAS`).
+def load_scorer(model: str, meta_file: Path | None = None, estimator: bool = False, compiled: bool = True) -> Scorer:
+    """A Scorer for a model file or an MLflow URI of the configured store (`runs:/...`, `models:/NAME@ALIAS`).
 
-    Either way the file is sha256-checked and unpickled with the trusted-type loader (model.load_model).
+    Either way the file is sha256-checked and unpickled with the trusted-type loader (`modelfile.load`).
+    The file's compiled tables alone are loaded (scikit-learn is not even imported) unless the
+    scikit-learn model is needed: `estimator` (--explain reads its weights), `compiled=False` (the
+    reference path), or a model the compiled path cannot reproduce.
     """
+    from pipeline import modelfile
     from pipeline.runs import check_model_source
+    from pipeline.tagging.compiled import CompiledModel
 
+    want = estimator or not compiled
     if check_model_source(model) == "mlflow":
-        from pipeline.tracking import resolve_model  # MLflow is slow to import; only for URIs
+        import tempfile
 
-        return resolve_model(model)
-    from pipeline.model import load_model
+        from pipeline.tracking import download_model  # MLflow is slow to import; only for URIs
 
-    return load_model(Path(model))
+        with tempfile.TemporaryDirectory() as tmp:
+            path, meta_file, _ = download_model(model, Path(tmp))
+            est, tables, _ = modelfile.load(path, meta_file, model=want)
+    else:
+        est, tables, _ = modelfile.load(Path(model), meta_file, model=want)
+    if est is not None:
+        from pipeline.fastvec import accelerate
+
+        est = accelerate(est)  # its TF-IDF counting swapped for the exact fast one
+    if not compiled:
+        return Scorer(est, compiled=False)
+    return Scorer(est, compiled=CompiledModel(tables) if tables is not None else True)
 
 
 def model_sha256(model: str) -> str | None:
@@ -94,44 +110,39 @@ def model_sha256(model: str) -> str | None:
 
     A resumed run must use the very model of the interrupted one: an alias may have moved, a file been replaced.
     """
+    from pipeline.modelfile import read_meta, sha256_file
     from pipeline.runs import check_model_source
 
     if check_model_source(model) == "mlflow":
         import tempfile
 
-        from pipeline.model import read_meta
         from pipeline.tracking import download_model
 
         with tempfile.TemporaryDirectory() as tmp:
             model_path, meta_file, _ = download_model(model, Path(tmp))
             return read_meta(model_path, meta_file)["sha256"]
-    from pipeline.model import sha256_file
-
     try:
         return sha256_file(Path(model))
     except OSError:
         return None
 
 
-def load_for_tagging(model: str):
-    """The model ready for tagging: loaded, then its TF-IDF counting swapped for the exact fast one."""
-    from pipeline.fastvec import accelerate
-
-    loaded, meta = load_any(model)
-    return accelerate(loaded), meta
-
-
 class Scorer:
     """A model with a cache: a paragraph (or, for a context model, a whole article) already scored in this process is not scored again."""
 
-    def __init__(self, model, cache_size: int = 200_000, compiled: bool = True):
-        from pipeline.tagging.compiled import compile_model
+    def __init__(self, model=None, cache_size: int = 200_000, compiled=True):
+        """`model`: the scikit-learn model, None when only the compiled tables were loaded; `compiled`: a
+        CompiledModel, True to compile `model` here (when this path can), False for the scikit-learn path."""
+        if compiled is True:
+            from pipeline.tagging.compiled import compile_model
 
+            compiled = compile_model(model)
         self.model = model  # the scikit-learn path: --explain reads its weights, and it scores what `compiled` cannot
-        self.compiled = compile_model(model) if compiled else None
-        self.classes = [str(c) for c in model.classes_]
+        self.compiled = compiled or None
+        source = model if model is not None else compiled
+        self.classes = [str(c) for c in source.classes_]
         # A context model's probabilities depend on the neighbours, so it caches whole articles.
-        self.by_article = hasattr(model, "predict_proba_articles")
+        self.by_article = hasattr(model, "predict_proba_articles") if model is not None else compiled.context
         self.cache: dict = {}
         self.cache_size = cache_size
 

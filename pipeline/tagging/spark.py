@@ -312,18 +312,16 @@ def parse_records(batches, files: dict, options: TagOptions) -> Iterator:
 # --- Executors: score -----------------------------------------------------------------------------------------
 
 
-def load_shipped(names: tuple[str, str]):
-    """The shipped model of this job, loaded once per Python worker after `load_model` checked its sha256."""
-    if _WORKER.get("names") != names:
+def load_shipped(names: tuple[str, str], explain: bool = False):
+    """The shipped model of this job, loaded once per Python worker after `modelfile.load` checked its sha256."""
+    if _WORKER.get("names") != (names, explain):
         from pyspark import SparkFiles
 
-        from pipeline.fastvec import accelerate
-        from pipeline.model import load_model
-        from pipeline.tagging.scoring import Scorer
+        from pipeline.tagging.scoring import load_scorer
 
-        model, _ = load_model(Path(SparkFiles.get(names[0])), Path(SparkFiles.get(names[1])))
+        scorer = load_scorer(SparkFiles.get(names[0]), Path(SparkFiles.get(names[1])), estimator=explain)
         _WORKER.clear()
-        _WORKER.update(names=names, scorer=Scorer(accelerate(model)))
+        _WORKER.update(names=(names, explain), scorer=scorer)
     return _WORKER["scorer"]
 
 
@@ -390,7 +388,7 @@ def score_parsed(batches, names: tuple[str, str], options: TagOptions) -> Iterat
     for batch in batches:
         rows = batch.to_pylist()
         articles = [r for r in rows if r["_kind"] == "a"]
-        out = _score_rows(load_shipped(names), articles, options) if articles else []
+        out = _score_rows(load_shipped(names, options.explain > 0), articles, options) if articles else []
         out += [_message_out(r, options.fmt) for r in rows if r["_kind"] != "a"]
         if out:
             yield pa.RecordBatch.from_pylist(out, schema)
@@ -423,7 +421,8 @@ def model_files(model: str, folder: Path) -> tuple[str, str]:
     A URI the executors read themselves (hdfs://, s3a://, file://) is not read on the driver: each
     Python worker checks what it fetched, like every other model, before unpickling it.
     """
-    from pipeline.model import ModelError, read_meta, sha256_file
+    from pipeline.errors import ModelError
+    from pipeline.modelfile import read_meta, sha256_file
 
     if model.startswith(("runs:/", "models:/")):
         from pipeline.tracking import download_model

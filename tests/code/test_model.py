@@ -16,10 +16,10 @@ from pipeline.model import (
     predict_articles,
     predict_rows,
     proba_in,
-    save_model,
     top_terms,
     write_json,
 )
+from pipeline.train import save_model
 
 PARAMS = {
     "features": "syllable",
@@ -112,6 +112,88 @@ def test_a_model_saved_by_joblib_before_still_loads(tmp_path):
     saved = tmp_path / "new.joblib"
     save_model(model, saved)
     assert predict_proba_equal(joblib.load(saved), model)  # and joblib reads the new files
+
+
+def test_the_model_file_holds_the_tables_and_the_model_sharing_their_weights(tmp_path):
+    """One file: tagging reads the compiled tables alone; the scikit-learn model stores the weights it shares with them once."""
+    import gzip
+    import pickle
+
+    from pipeline import modelfile
+
+    arts, labels = toy_articles()
+    model = ContextModel(**PARAMS, cv=3).fit(arts, labels)
+    path = tmp_path / "model.joblib"
+    write_json(meta_path(path), {"sha256": save_model(model, path)})
+    estimator, tables, _ = modelfile.load(path, model=False)
+    assert estimator is None and tables["context"] and tables["vocab"]["n_features"] > 0
+    estimator, tables, _ = modelfile.load(path)
+    assert estimator.context_clf_.calibrated_classifiers_[0].estimator.coef_ is tables["second"]["coefs"][0]
+    assert estimator.paragraph_model_.named_steps["classify"].coef_ is tables["first"]["coefs"][0]
+    alone = len(gzip.compress(pickle.dumps(model, protocol=5), compresslevel=3, mtime=0))
+    assert path.stat().st_size < 1.5 * alone  # the tables add the vocabulary's integers, not the weights again
+
+
+TAG_WITHOUT_SKLEARN = """
+import sys
+from pipeline.tagging.scoring import load_scorer
+scorer = load_scorer({path!r})
+proba = scorer.probabilities([{texts!r}])[0]
+print(repr(proba.tolist()))
+print(sorted({{m.split(".")[0] for m in sys.modules}} & {{"sklearn", "pandas", "joblib", "pipeline"}}))
+print(sorted(m for m in sys.modules if m in ("pipeline.model", "pipeline.fastvec")))
+"""
+
+
+def test_tagging_loads_the_tables_without_importing_scikit_learn(tmp_path):
+    import ast
+    import subprocess
+    import sys
+
+    arts, labels = toy_articles()
+    model = ContextModel(**PARAMS, cv=3).fit(arts, labels)
+    path = tmp_path / "model.joblib"
+    write_json(meta_path(path), {"sha256": save_model(model, path)})
+    texts = [COOP, VICTIM, OFF]
+    code = TAG_WITHOUT_SKLEARN.format(path=str(path), texts=texts)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.splitlines()
+    assert np.abs(np.array(ast.literal_eval(out[0])) - model.predict_proba_articles([texts])[0]).max() <= 1e-6
+    assert out[1:] == ["['pipeline']", "[]"]
+
+
+def test_a_gzip_pickle_of_the_model_alone_still_loads_and_tags(tmp_path):
+    import gzip
+    import pickle
+
+    from pipeline.model import sha256_file
+    from pipeline.tagging.scoring import load_scorer
+
+    arts, labels = toy_articles()
+    model = ContextModel(**PARAMS, cv=3).fit(arts, labels)
+    path = tmp_path / "model.joblib"
+    path.write_bytes(gzip.compress(pickle.dumps(model, protocol=5)))  # the format before the compiled tables
+    write_json(meta_path(path), {"sha256": sha256_file(path)})
+    assert predict_proba_equal(load_model(path)[0], model)
+    scorer = load_scorer(str(path))  # the tables are compiled from the model in memory
+    assert scorer.compiled is not None and scorer.model is not None
+    got = scorer.probabilities([[COOP, OFF]])[0]
+    assert np.abs(got - model.predict_proba_articles([[COOP, OFF]])[0]).max() <= 1e-6
+
+
+def test_a_model_file_of_another_format_is_a_clear_error(tmp_path):
+    import gzip
+    import pickle
+
+    from pipeline import modelfile
+    from pipeline.model import sha256_file
+
+    packed = modelfile._Packed([], None, b"")
+    packed.parts = ("pipeline-model/99", [], None, b"")
+    path = tmp_path / "model.joblib"
+    path.write_bytes(gzip.compress(pickle.dumps(packed)))
+    write_json(meta_path(path), {"sha256": sha256_file(path)})
+    with pytest.raises(ModelError, match="cannot be loaded.*pipeline-model/99"):
+        load_model(path)
 
 
 def predict_proba_equal(a, b) -> bool:
@@ -293,7 +375,8 @@ import hashlib
 
 import pandas as pd
 
-from pipeline.model import ContextModel, save_model, write_json
+from pipeline.model import ContextModel, write_json
+from pipeline.train import save_model
 from pipeline.train import training_record
 
 arts, labels = toy_articles()

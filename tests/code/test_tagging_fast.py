@@ -126,7 +126,7 @@ from pipeline.tagging.compiled import Vocabulary
 
 vec = TfidfVectorizer(ngram_range=(1, 2), token_pattern=r"(?u)\b\w+\b", sublinear_tf=True, dtype=np.float32)
 vec.fit(["a b c d", "b c d a", "c d a b"])
-vocab = Vocabulary(vec)
+vocab = Vocabulary(Vocabulary.state_of(vec))
 W = np.ones((vocab.n_features, 3))
 # One short document holds more distinct terms (unigrams and bigrams) than it has tokens.
 for docs in (["a b c d"], ["a"], ["a b", "c d a b c"], [""], ["a b c d a b c d"]):

@@ -109,6 +109,20 @@ def general_articles(corpus_dir):
     return arts + [[], ["một đoạn duy nhất"]]
 
 
+def _through_the_file(model, folder):
+    """The CompiledModel of `model` saved, then loaded as tagging loads it (the tables alone)."""
+    from pipeline import modelfile
+    from pipeline.model import meta_path, write_json
+    from pipeline.tagging.compiled import CompiledModel
+    from pipeline.train import save_model
+
+    path = folder / "model.joblib"
+    write_json(meta_path(path), {"sha256": save_model(model, path)})
+    estimator, tables, _ = modelfile.load(path, model=False)
+    assert estimator is None and tables is not None
+    return CompiledModel(tables)
+
+
 def _assert_same(fast: list, ref: list):
     assert [p.shape for p in fast] == [p.shape for p in ref]
     fast, ref = np.vstack(fast), np.vstack(ref)
@@ -118,16 +132,16 @@ def _assert_same(fast: list, ref: list):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("factors", ["fitted", [1.0, 0.45, 1.3, 1.0]])
-def test_compiled_context_model_gives_the_scikit_learn_probabilities(context_model, general_articles, factors):
+def test_compiled_context_model_gives_the_scikit_learn_probabilities(
+    context_model, general_articles, factors, tmp_path
+):
+    """Compiled as `tag` loads it: the tables of the saved file, without the scikit-learn model."""
     import copy
-
-    from pipeline.tagging.compiled import compile_model
 
     model = copy.deepcopy(context_model)
     if factors != "fitted":  # a decision rule that changes labels, applied by both paths
         model.decision_factors_ = np.array(factors)
-    compiled = compile_model(model)
-    assert compiled is not None
+    compiled = _through_the_file(model, tmp_path)
     assert sum(map(len, general_articles)) >= 20_000
     ref = model.predict_proba_articles(general_articles)
     _assert_same(compiled.predict_proba_articles(general_articles, normalized=True), ref)
@@ -147,11 +161,8 @@ ODD_TEXTS = [
 ]
 
 
-def test_compiled_paragraph_model_and_odd_texts(trained_model, corpus_paragraphs):
-    from pipeline.tagging.compiled import compile_model
-
-    compiled = compile_model(trained_model)
-    assert compiled is not None
+def test_compiled_paragraph_model_and_odd_texts(trained_model, corpus_paragraphs, tmp_path):
+    compiled = _through_the_file(trained_model, tmp_path)
     texts = corpus_paragraphs + ODD_TEXTS
     got = compiled.predict_proba_articles([texts])[0]
     assert np.abs(got - trained_model.predict_proba(texts)).max() <= 1e-6
@@ -205,10 +216,10 @@ def test_process_writes_what_the_records_path_writes(model_file, corpus_dir):
     from pipeline.tagging.inputs import jsonl_units, parse_unit
     from pipeline.tagging.outputs import encode
     from pipeline.tagging.records import article_summary
-    from pipeline.tagging.scoring import Scorer, TagOptions, load_for_tagging, process, tag_articles
+    from pipeline.tagging.scoring import TagOptions, load_scorer, process, tag_articles
 
     options = TagOptions(model=str(model_file), min_confidence=0.5)
-    scorer = Scorer(load_for_tagging(options.model)[0])
+    scorer = load_scorer(options.model)
     unit = next(jsonl_units(str(corpus_dir / "related.jsonl.gz")))
     result = process(scorer, unit, options)
     articles = parse_unit(unit, False).articles
