@@ -233,7 +233,8 @@ def _letter_patterns() -> tuple[re.Pattern, re.Pattern, re.Pattern]:
 
 @functools.cache
 def _letter_table():
-    """Per code point below _TABLE_SIZE: 1 if a letter, + 2 if Latin, + 4 if a marked Vietnamese letter (the regexes' classes)."""
+    """(per code point below _TABLE_SIZE: 1 if a letter, + 2 if Latin, + 4 if a marked Vietnamese letter (the regexes'
+    classes); the (8, 3) matrix that turns counts of those values into counts of the three classes)."""
     import numpy as np
 
     table = np.zeros(_TABLE_SIZE, dtype=np.uint8)
@@ -241,7 +242,7 @@ def _letter_table():
         for cp in range(_TABLE_SIZE):
             if pattern.fullmatch(chr(cp)):
                 table[cp] |= bit
-    return table
+    return table, np.array([[(v >> k) & 1 for k in range(3)] for v in range(8)], dtype=np.int64)
 
 
 def letter_counts(sample: str) -> tuple[int, int, int]:
@@ -252,12 +253,15 @@ def letter_counts(sample: str) -> tuple[int, int, int]:
     import numpy as np
 
     points = np.frombuffer(sample.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+    table, bits = _letter_table()
+    if not len(points) or points.max() < _TABLE_SIZE:  # the usual case: four numpy calls in all
+        letters, latin, marked = np.bincount(table[points], minlength=8) @ bits
+        return int(letters), int(latin), int(marked)
     low = points < _TABLE_SIZE
-    counts = np.bincount(_letter_table()[points[low]], minlength=8)
-    letters, latin, marked = (int(counts[[b for b in range(8) if b & bit]].sum()) for bit in (1, 2, 4))
-    if not low.all():  # other scripts: only the letter class reaches past the table
-        high = points[~low].tobytes().decode("utf-32-le", "surrogatepass")
-        letters += sum(map(len, _letter_patterns()[0].findall(high)))
+    letters, latin, marked = (int(v) for v in np.bincount(table[points[low]], minlength=8) @ bits)
+    # other scripts: only the letter class reaches past the table
+    high = points[~low].tobytes().decode("utf-32-le", "surrogatepass")
+    letters += sum(map(len, _letter_patterns()[0].findall(high)))
     return letters, latin, marked
 
 

@@ -81,21 +81,28 @@ def load_scorer(model: str, meta_file: Path | None = None, estimator: bool = Fal
     scikit-learn model is needed: `estimator` (--explain reads its weights), `compiled=False` (the
     reference path), or a model the compiled path cannot reproduce.
     """
+    from concurrent.futures import ThreadPoolExecutor
+
     from pipeline import modelfile
     from pipeline.runs import check_model_source
-    from pipeline.tagging.compiled import CompiledModel
 
     want = estimator or not compiled
     if check_model_source(model) == "mlflow":
         import tempfile
 
+        from pipeline.tagging.compiled import CompiledModel
         from pipeline.tracking import download_model  # MLflow is slow to import; only for URIs
 
         with tempfile.TemporaryDirectory() as tmp:
             path, meta_file, _ = download_model(model, Path(tmp))
             est, tables, _ = modelfile.load(path, meta_file, model=want)
     else:
-        est, tables, _ = modelfile.load(Path(model), meta_file, model=want)
+        with ThreadPoolExecutor(1) as pool:
+            # zlib lets go of the GIL: the file is decompressed while numba is imported (0.2 s each)
+            loading = pool.submit(modelfile.load, Path(model), meta_file, model=want)
+            from pipeline.tagging.compiled import CompiledModel
+
+            est, tables, _ = loading.result()
     if est is not None:
         from pipeline.fastvec import accelerate
 
