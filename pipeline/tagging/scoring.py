@@ -100,8 +100,10 @@ def load_scorer(model: str, meta_file: Path | None = None, estimator: bool = Fal
         with ThreadPoolExecutor(1) as pool:
             # zlib lets go of the GIL: the file is decompressed while numba is imported (0.2 s each)
             loading = pool.submit(modelfile.load, Path(model), meta_file, model=want)
-            from pipeline.tagging.compiled import CompiledModel
+            from pipeline.tagging.compiled import CompiledModel, warm_up
 
+            if compiled:
+                warm_up()
             est, tables, _ = loading.result()
     if est is not None:
         from pipeline.fastvec import accelerate
