@@ -22,6 +22,7 @@ import re
 import numba
 import numpy as np
 
+SMALL_SORT = 128  # n-grams of a paragraph sorted by insertion up to this many (a 30-token paragraph has about 60)
 TF_TABLE = (
     1 << 13
 )  # counts below this take 1 + log(count) from a table numpy filled (a paragraph has at most 5,000 chars)
@@ -181,7 +182,17 @@ def _project(ids, n_docs, unigram, keys, cols, mask, base, unknown, lo, hi, tf, 
                     found[m] = c
                     m += 1
         if m > 0:
-            sorted_cols = np.sort(found[:m])
+            if m <= SMALL_SORT:  # most paragraphs: insertion sort, in place, beats np.sort's set-up
+                sorted_cols = found[:m]
+                for a in range(1, m):
+                    key = sorted_cols[a]
+                    b = a - 1
+                    while b >= 0 and sorted_cols[b] > key:
+                        sorted_cols[b + 1] = sorted_cols[b]
+                        b -= 1
+                    sorted_cols[b + 1] = key
+            else:
+                sorted_cols = np.sort(found[:m])
             u = 0
             run = 1
             for j in range(1, m + 1):
