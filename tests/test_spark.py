@@ -171,6 +171,27 @@ def test_cluster_job_equals_local_engine(submitted, local_run):
         assert (frame.paragraph[~same] == 0).all()
 
 
+def test_json_lines_on_the_cluster_are_the_local_engine_s(spark_inputs, model_file, cluster, job_env, tmp_path):
+    """JSONL part files (the executors write the local engine's fast encoding) hold its very lines, and its summaries."""
+    folder, _ = spark_inputs
+    env, _ = job_env
+    local, local_summary = tmp_path / "local.jsonl", tmp_path / "summary.jsonl"
+    done = run(tag_cmd(folder, "--model", model_file, "-o", local, "--summary", local_summary))
+    assert done.returncode == 1, done.stderr
+    out = tmp_path / "spark_out"
+    done = run(
+        tag_cmd(folder, "--engine", "spark", "--spark-master", cluster.url, "--model", model_file, "-o", out), env
+    )
+    assert done.returncode == 1, done.stderr[-3000:]
+
+    def lines(paths) -> list[str]:
+        return sorted(line for p in paths for line in p.read_text(encoding="utf-8").splitlines())
+
+    assert lines(sorted(out.glob("part-*"))) == lines([local])  # byte for byte
+    parsed = [json.dumps(json.loads(line), sort_keys=True) for line in lines(sorted((out / "_summary").glob("part-*")))]
+    assert sorted(parsed) == sorted(json.dumps(json.loads(line), sort_keys=True) for line in lines([local_summary]))
+
+
 def test_hostile_records_are_rows_of_the_errors_output(submitted, spark_inputs, local_run):
     done, out = submitted
     _, expected = spark_inputs

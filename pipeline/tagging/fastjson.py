@@ -29,13 +29,22 @@ def _rounded_texts() -> np.ndarray:
 
 def paragraph_lines(articles, paras, probas, classes, min_confidence: float, with_text: bool):
     """(the UTF-8 JSON lines of every paragraph, each article's labels), or None when the records need the general path."""
+    found = line_list(articles, paras, probas, classes, min_confidence, with_text)
+    if found is None:
+        return None
+    lines, labels = found
+    return "".join(lines).encode("utf-8"), labels
+
+
+def line_list(articles, paras, probas, classes, min_confidence: float, with_text: bool):
+    """(every paragraph's JSON line as a str ending in a newline, each article's labels), or None (see paragraph_lines)."""
     classes = [str(c) for c in classes]
     if set(classes) - set(LABELS):
         return None
     counts = [len(p) for p in paras]
     labels_out = [[] for _ in articles]
     if not sum(counts):
-        return b"", labels_out
+        return [], labels_out
     P = np.vstack([np.asarray(p, dtype=np.float64) for p in probas if len(p)])
     steps = np.rint(P * float(STEPS))
     if not np.isfinite(steps).all() or steps.min() < 0 or steps.max() > STEPS:
@@ -78,4 +87,4 @@ def paragraph_lines(articles, paras, probas, classes, min_confidence: float, wit
     for k, c in enumerate(counts):
         labels_out[k] = [names[lab] for lab in label_list[at : at + c]]
         at += c
-    return "".join(lines).encode("utf-8"), labels_out
+    return lines, labels_out

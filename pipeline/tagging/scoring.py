@@ -195,7 +195,7 @@ class Scorer:
 
 
 # What article_summary reads of a paragraph record: its label.
-_LABELED = {lab: {"label": lab} for lab in (*LABELS, UNCERTAIN)}
+LABELED = {lab: {"label": lab} for lab in (*LABELS, UNCERTAIN)}
 
 
 def _digest(text: str) -> bytes:
@@ -273,7 +273,7 @@ def process(scorer: Scorer, unit: Unit, options: TagOptions) -> UnitResult:
         if fast is not None:
             result.payload, labels = fast
             result.summaries = [
-                article_summary(a, [_LABELED[lab] for lab in labs], rule)
+                article_summary(a, [LABELED[lab] for lab in labs], rule)
                 for a, labs in zip(parsed.articles, labels, strict=True)
             ]
             result.n_paragraphs = sum(map(len, labels))
