@@ -67,11 +67,9 @@ def line_list(articles, paras, probas, classes, min_confidence: float, with_text
     for j, lab in enumerate(LABELS):
         column = texts[:, classes.index(lab)] if lab in classes else np.full(n, repr(0.0), dtype=object)
         probs = probs + (f'"{lab}": ' if j == 0 else f', "{lab}": ') + column
-    starts = [
-        f'{{"article_id": {_quote(a.id)}, "source_path": {_quote(a.path)}, "paragraph": '
-        for a, c in zip(articles, counts, strict=True)
-        for _ in range(c)
-    ]
+    starts = []
+    for a, c in zip(articles, counts, strict=True):  # quoted once per article, not once per paragraph
+        starts += [f'{{"article_id": {_quote(a.id)}, "source_path": {_quote(a.path)}, "paragraph": '] * c
     index = [i for c in counts for i in range(c)]
     flat = [t for p in paras for t in p]
     quoted = [f'"text": {_quote(t)}, ' for t in flat] if with_text else [""] * n
