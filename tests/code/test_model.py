@@ -141,7 +141,7 @@ scorer = load_scorer({path!r})
 proba = scorer.probabilities([{texts!r}])[0]
 print(repr(proba.tolist()))
 print(sorted({{m.split(".")[0] for m in sys.modules}} & {{"sklearn", "pandas", "joblib", "pipeline"}}))
-print(sorted(m for m in sys.modules if m in ("pipeline.model", "pipeline.fastvec")))
+print(sorted(m for m in sys.modules if m in ("pipeline.model", "pipeline.fastvec", "scipy.stats")))
 """
 
 
