@@ -76,3 +76,18 @@ def test_closure_follows_lazy_and_indirect_imports():
     got = closure(ROOT / "pipeline" / "train.py")
     # train imports tracking inside main(); tracking imports runs, which imports config
     assert {"pipeline/tracking.py", "pipeline/runs.py", "pipeline/config.py"} <= got
+
+
+def test_dvc_lock_records_the_code_as_it_is():
+    """The committed dvc.lock names every stage's code as it is in the tree: a change without `dvc repro` fails here, not in a fresh clone's `git status`."""
+    import hashlib
+
+    lock = yaml.safe_load((ROOT / "dvc.lock").read_text(encoding="utf-8"))["stages"]
+    stale = [
+        f"{stage}: {dep['path']}"
+        for stage, spec in lock.items()
+        for dep in spec.get("deps", [])
+        if dep["path"].startswith("pipeline/")
+        and hashlib.md5((ROOT / dep["path"]).read_bytes()).hexdigest() != dep["md5"]
+    ]
+    assert not stale, f"dvc.lock is older than the code (run `dvc repro` and commit dvc.lock): {stale}"
