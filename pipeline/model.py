@@ -26,16 +26,10 @@ from sklearn.preprocessing import FunctionTransformer
 from sklearn.svm import LinearSVC
 
 from pipeline import modelfile
-from pipeline.decision import LABEL_FACTORS, OFF_FACTORS, apply_factors, choose_factors, decision_score  # noqa: F401 - their home is pipeline.decision
+from pipeline.decision import apply_factors, choose_factors
 from pipeline.errors import ModelError  # noqa: F401 - its home is pipeline.errors; imported from here too
 from pipeline.files import atomic_write_bytes
-from pipeline.modelfile import (  # noqa: F401 - their home is pipeline.modelfile; imported from here too
-    TRUSTED_GLOBALS,
-    UntrustedGlobal,
-    meta_path,
-    read_meta,
-    sha256_file,
-)
+from pipeline.modelfile import meta_path, sha256_file  # noqa: F401 - their home is pipeline.modelfile; imported from here too
 from pipeline.text import normalize
 
 FEATURES = ("syllable", "word", "char")

@@ -143,10 +143,14 @@ class _SharingPickler(pickle.Pickler):
         return self.index.get(id(obj)) if type(obj) is np.ndarray else None
 
 
-def model_from_parts(fmt: str, arrays: list, compiled: dict | None, model: bytes):
-    """What unpickling a model file calls: the scikit-learn model, its shared arrays put back (trusted types only)."""
+def _check_format(fmt: str) -> None:
     if fmt != FORMAT:
         raise pickle.UnpicklingError(f"a model file of format {fmt!r}; this code reads {FORMAT!r}")
+
+
+def model_from_parts(fmt: str, arrays: list, compiled: dict | None, model: bytes):
+    """What unpickling a model file calls: the scikit-learn model, its shared arrays put back (trusted types only)."""
+    _check_format(fmt)
     return _TrustedPickle(io.BytesIO(model), arrays).load()
 
 
@@ -182,6 +186,12 @@ def pack(model, compiled: dict | None) -> bytes:
     `mtime=0` keeps the time out of the gzip header, so identical models are identical bytes.
     """
     arrays = _arrays(compiled, [], set())
+    for a in arrays:
+        # One dtype object per kind, whoever made the array (numba's kernels make their own, depending
+        # on whether they were compiled in this process or read from its cache): pickle writes a
+        # dtype it has not seen by identity again, so the bytes would depend on that history.
+        if a.dtype.fields is None and a.dtype is not np.dtype(a.dtype.str):
+            a.dtype = np.dtype(a.dtype.str)
     buf = io.BytesIO()
     _SharingPickler(buf, {id(a): i for i, a in enumerate(arrays)}).dump(model)
     data = pickle.dumps(_Packed(arrays, compiled, buf.getvalue()), protocol=pickle.HIGHEST_PROTOCOL)
@@ -215,8 +225,7 @@ def unpack(data: bytes, name: str, model: bool = True) -> tuple[object | None, d
     if type(found) is not _Parts:
         return found, None  # the earlier format: the model pickled alone
     fmt, arrays, compiled, estimator = found
-    if fmt != FORMAT:
-        raise pickle.UnpicklingError(f"a model file of format {fmt!r}; this code reads {FORMAT!r}")
+    _check_format(fmt)
     if model or compiled is None:
         return model_from_parts(fmt, arrays, compiled, estimator), compiled
     return None, compiled

@@ -58,13 +58,14 @@ def _fnv(points, lo, hi):
 
 
 @_jit
-def _token_slot(h, mask):
-    """The first slot of a token's FNV hash: its bits mixed by a multiply, as _lookup's.
+def _slot(h, mask):
+    """The first slot of a 64-bit hash or key in an open-addressing table: its bits mixed by a multiply.
 
-    FNV-1a's own middle bits cluster for the short syllables of Vietnamese (32 probes per token
-    on average with bits 20 and up; about one with the multiply).
+    Every table here (tokens by their FNV hash, n-grams by their key) places and finds with this.
+    FNV-1a's own middle bits cluster for the short syllables of Vietnamese (32 probes per token on
+    average with bits 20 and up; about one with the multiply).
     """
-    return np.int64((h * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(40)) & mask
+    return np.int64((np.uint64(h) * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(40)) & mask
 
 
 @_jit
@@ -77,7 +78,7 @@ def _token_table(points, starts):
     table = np.full(size, -1, dtype=np.int64)
     mask = size - 1
     for t in range(n):
-        slot = _token_slot(_fnv(points, starts[t], starts[t + 1]), mask)
+        slot = _slot(_fnv(points, starts[t], starts[t + 1]), mask)
         while table[slot] != -1:
             slot = (slot + 1) & mask
         table[slot] = t
@@ -104,7 +105,7 @@ def _tokenize(points, is_word, table, token_points, token_starts, unknown, out):
         j = i
         while j < n and is_word[points[j]]:
             j += 1
-        slot = _token_slot(_fnv(points, i, j), mask)
+        slot = _slot(_fnv(points, i, j), mask)
         tid = unknown
         while table[slot] != -1:
             t = table[slot]
@@ -128,8 +129,7 @@ def _tokenize(points, is_word, table, token_points, token_starts, unknown, out):
 @_jit
 def _lookup(keys, cols, mask, key):
     """The column of an n-gram key in the open-addressing table, or -1."""
-    h = (np.uint64(key) * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(40)
-    slot = np.int64(h) & mask
+    slot = _slot(key, mask)
     while True:
         k = keys[slot]
         if k == key:
@@ -341,13 +341,18 @@ def _hash_table(keys: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndar
     size = 1 << max(4, int(2 * max(len(keys), 1) - 1).bit_length())
     table_keys = np.full(size, -1, dtype=np.int64)
     table_cols = np.full(size, -1, dtype=np.int64)
-    mask = size - 1
-    slots = (((keys.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(40)).astype(np.int64)) & mask
-    for key, col, slot in zip(keys.tolist(), cols.tolist(), slots.tolist(), strict=True):
+    _place(keys, cols, table_keys, table_cols)
+    return table_keys, table_cols, size - 1
+
+
+@_jit
+def _place(keys, cols, table_keys, table_cols):
+    mask = table_keys.shape[0] - 1
+    for i in range(keys.shape[0]):
+        slot = _slot(keys[i], mask)
         while table_keys[slot] != -1:
             slot = (slot + 1) & mask
-        table_keys[slot], table_cols[slot] = key, col
-    return table_keys, table_cols, mask
+        table_keys[slot], table_cols[slot] = keys[i], cols[i]
 
 
 class LinearHead:
@@ -359,11 +364,11 @@ class LinearHead:
     """
 
     def __init__(self, state: dict):
+        """The step from decision values to probabilities; the weights themselves go into CompiledModel's W."""
         self.kind, self.classes = state["kind"], state["classes"]
-        self.coefs = [np.asarray(c, dtype=np.float64) for c in state["coefs"]]
         self.intercepts = [np.asarray(b, dtype=np.float64) for b in state["intercepts"]]
         self.calibration = state["calibration"]  # per part: (class positions, a, b) of its sigmoid calibrators
-        self.widths = [c.shape[0] for c in self.coefs]
+        self.widths = [c.shape[0] for c in state["coefs"]]
 
     @staticmethod
     def state_of(clf) -> dict:
@@ -476,19 +481,15 @@ class CompiledModel:
         self.vocab = Vocabulary(state["vocab"])
         self.first = LinearHead(state["first"])
         V = self.vocab.n_features
-        columns = [c.T for c in self.first.coefs]
+        columns = [c.T for c in state["first"]["coefs"]]
         if self.context:
             self.second = LinearHead(state["second"])
             self.top_k, self.off = state["top_k"], state["off"]
             self.offsets, self.title, self.factors = state["offsets"], state["title"], state["factors"]
-            n_blocks = 2 + len(self.offsets) + self.title  # X, score x X, the neighbours, the title
-            n_dense = len(self.classes_) * (1 + len(self.offsets) + self.title) + 1
-            for coef in self.second.coefs:
-                if coef.shape[1] != n_blocks * V + n_dense:
-                    raise ValueError("the second pass does not read the blocks this path builds")
-                columns += [coef[:, b * V : (b + 1) * V].T for b in range(n_blocks)]
-            self.dense = [np.ascontiguousarray(c[:, n_blocks * V :]) for c in self.second.coefs]
-            self.second.coefs = None  # held in W from here on
+            n_blocks = _check_blocks(state)
+            coefs = state["second"]["coefs"]
+            columns += [coef[:, b * V : (b + 1) * V].T for coef in coefs for b in range(n_blocks)]
+            self.dense = [np.ascontiguousarray(c[:, n_blocks * V :], dtype=np.float64) for c in coefs]
         # One matrix for every product with the TF-IDF vector, its columns block after block. In float32:
         # a float32 value times a float32 weight is exact in float64, where the kernel sums, so the only
         # rounding is of the weights (probabilities within 4.4e-9 of float64 weights on 41,637 corpus
@@ -498,7 +499,6 @@ class CompiledModel:
         for c in columns:
             self.W[:, at : at + c.shape[1]] = c
             at += c.shape[1]
-        self.first.coefs = None
         self.first_width = sum(self.first.widths)
 
     def predict_proba_articles(self, articles: list[list[str]], normalized: bool = False) -> list[np.ndarray]:
@@ -558,6 +558,15 @@ class CompiledModel:
         return self.second.proba(decisions)
 
 
+def _check_blocks(state: dict) -> int:
+    """The number of blocks of the second pass that read the TF-IDF vector; ValueError when its weights are not laid out so."""
+    n_blocks = 2 + len(state["offsets"]) + state["title"]  # X, score x X, the neighbours, the title
+    n_dense = len(state["classes"]) * (1 + len(state["offsets"]) + state["title"]) + 1
+    if any(c.shape[1] != n_blocks * state["vocab"]["n_features"] + n_dense for c in state["second"]["coefs"]):
+        raise ValueError("the second pass does not read the blocks this path builds")
+    return n_blocks
+
+
 def compiled_state(model) -> dict | None:
     """The plain tables `CompiledModel` scores with, from a fitted model, or None when this path cannot reproduce it."""
     from pipeline.fastvec import sklearn_supported
@@ -575,7 +584,8 @@ def compiled_state(model) -> dict | None:
             state |= {"second": LinearHead.state_of(model.context_clf_), "top_k": int(model.top_k)}
             state |= {"off": int(model.off_index_), "offsets": offsets, "title": bool(model.title)}
             state["factors"] = getattr(model, "decision_factors_", None)
-        CompiledModel(state)  # every shape checked now, not when a file is tagged
+        if context:
+            _check_blocks(state)  # checked now, not when a file is tagged
         return state
     except (TypeError, AttributeError, ValueError, KeyError):
         return None

@@ -254,14 +254,12 @@ def letter_counts(sample: str) -> tuple[int, int, int]:
 
     points = np.frombuffer(sample.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
     table, bits = _letter_table()
-    if not len(points) or points.max() < _TABLE_SIZE:  # the usual case: four numpy calls in all
-        letters, latin, marked = np.bincount(table[points], minlength=8) @ bits
-        return int(letters), int(latin), int(marked)
-    low = points < _TABLE_SIZE
-    letters, latin, marked = (int(v) for v in np.bincount(table[points[low]], minlength=8) @ bits)
-    # other scripts: only the letter class reaches past the table
-    high = points[~low].tobytes().decode("utf-32-le", "surrogatepass")
-    letters += sum(map(len, _letter_patterns()[0].findall(high)))
+    beyond = len(points) > 0 and points.max() >= _TABLE_SIZE  # usually not: four numpy calls in all
+    inside = points[points < _TABLE_SIZE] if beyond else points
+    letters, latin, marked = (int(v) for v in np.bincount(table[inside], minlength=8) @ bits)
+    if beyond:  # other scripts: only the letter class reaches past the table
+        high = points[points >= _TABLE_SIZE].tobytes().decode("utf-32-le", "surrogatepass")
+        letters += sum(map(len, _letter_patterns()[0].findall(high)))
     return letters, latin, marked
 
 

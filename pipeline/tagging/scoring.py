@@ -256,6 +256,23 @@ def tag_articles(scorer: Scorer, articles: list[Article], options: TagOptions, s
     return out
 
 
+def fast_lines(scorer: Scorer, articles: list[Article], scored, options: TagOptions):
+    """(every paragraph's JSON line, ending in a newline; each article's summary), written straight from the
+    probabilities (`fastjson`: the same text as the records'), or None where the records are needed."""
+    if options.fmt != "jsonl" or options.explain or options.report or options.paragraphs_mode:
+        return None
+    from pipeline.tagging.fastjson import line_list
+
+    found = line_list(articles, *scored, scorer.classes, options.min_confidence, options.with_text)
+    if found is None:
+        return None
+    lines, labels = found
+    rule = dict(options.rule)
+    return lines, [
+        article_summary(a, [LABELED[lab] for lab in labs], rule) for a, labs in zip(articles, labels, strict=True)
+    ]
+
+
 def process(scorer: Scorer, unit: Unit, options: TagOptions) -> UnitResult:
     """Parse, tag and encode one unit of work."""
     from pipeline.tagging.outputs import encode
@@ -263,21 +280,13 @@ def process(scorer: Scorer, unit: Unit, options: TagOptions) -> UnitResult:
 
     parsed = parse_unit(unit, options.paragraphs_mode, options.max_bytes)
     result = unit_result(unit, parsed)
-    rule = dict(options.rule)
     scored = score_articles(scorer, parsed.articles, options)
-    if options.fmt == "jsonl" and not options.explain and not options.report and not options.paragraphs_mode:
-        from pipeline.tagging.fastjson import paragraph_lines
-
-        # The usual case: JSON lines written straight from the probabilities (the same bytes as the records').
-        fast = paragraph_lines(parsed.articles, *scored, scorer.classes, options.min_confidence, options.with_text)
-        if fast is not None:
-            result.payload, labels = fast
-            result.summaries = [
-                article_summary(a, [LABELED[lab] for lab in labs], rule)
-                for a, labs in zip(parsed.articles, labels, strict=True)
-            ]
-            result.n_paragraphs = sum(map(len, labels))
-            return result
+    fast = fast_lines(scorer, parsed.articles, scored, options)
+    if fast is not None:  # the usual case
+        lines, result.summaries = fast
+        result.payload, result.n_paragraphs = "".join(lines).encode("utf-8"), len(lines)
+        return result
+    rule = dict(options.rule)
     per_article = tag_articles(scorer, parsed.articles, options, scored)
     result.summaries = [article_summary(a, recs, rule) for a, recs in zip(parsed.articles, per_article, strict=True)]
     records = [r for recs in per_article for r in recs]

@@ -359,19 +359,19 @@ def _score_rows(scorer, rows: list[dict], options: TagOptions) -> list[dict]:
     """Output rows (paragraphs, then summaries) of a batch of parsed articles, tagged like the local engine does."""
     from pipeline.tagging.outputs import flat_row
     from pipeline.tagging.records import article_summary
-    from pipeline.tagging.scoring import tag_articles
+    from pipeline.tagging.scoring import fast_lines, score_articles, tag_articles
     from pipeline.text import Article
 
     articles = [
         Article(id=r["id"], text=r["text"], path=r["path"], extra=json.loads(r["fields"]) if r["fields"] else {})
         for r in rows
     ]
+    scored = score_articles(scorer, articles, options)
+    fast = fast_lines(scorer, articles, scored, options)
+    if fast is not None:  # JSON lines as the local engine writes them, no record dicts
+        return _fast_rows(rows, *fast)
     rule = dict(options.rule)
-    if options.fmt == "jsonl" and not options.explain and not options.paragraphs_mode:
-        fast = _fast_rows(scorer, rows, articles, options, rule)
-        if fast is not None:
-            return fast
-    per_article = tag_articles(scorer, articles, options)
+    per_article = tag_articles(scorer, articles, options, scored)
     out = []
     for row, article, records in zip(rows, articles, per_article, strict=True):
         keys = {"_file": row["_file"], "_pos": row["_pos"]}
@@ -384,26 +384,18 @@ def _score_rows(scorer, rows: list[dict], options: TagOptions) -> list[dict]:
     return out
 
 
-def _fast_rows(scorer, rows: list[dict], articles: list, options: TagOptions, rule: dict) -> list[dict] | None:
-    """`_score_rows` for JSON lines through the local engine's fast encoding (no record dicts); None where it does not apply."""
-    from pipeline.tagging.fastjson import line_list
+def _fast_rows(rows: list[dict], lines: list[str], summaries: list[dict]) -> list[dict]:
+    """`_score_rows`' output from `scoring.fast_lines`: each article's paragraph lines, then its summary."""
     from pipeline.tagging.outputs import json_line
-    from pipeline.tagging.records import article_summary
-    from pipeline.tagging.scoring import LABELED, score_articles
 
-    paras, probas = score_articles(scorer, articles, options)
-    found = line_list(articles, paras, probas, scorer.classes, options.min_confidence, options.with_text)
-    if found is None:
-        return None
-    lines, labels = found
     out, at = [], 0
-    for row, article, labs in zip(rows, articles, labels, strict=True):
-        keys = {"_file": row["_file"], "_pos": row["_pos"]}
-        out += [{"_kind": "p", **keys, "_para": k, "value": lines[at + k][:-1]} for k in range(len(labs))]
-        at += len(labs)
-        summary = article_summary(article, [LABELED[lab] for lab in labs], rule)
-        out.append({"_kind": "s", **keys, "_para": -1, "_n": len(labs), "_on": summary["on_topic"]})
-        out[-1]["value"] = json_line(summary)
+    for row, summary in zip(rows, summaries, strict=True):
+        keys, n = {"_file": row["_file"], "_pos": row["_pos"]}, summary["paragraphs"]
+        out += [{"_kind": "p", **keys, "_para": k, "value": lines[at + k][:-1]} for k in range(n)]
+        at += n
+        out.append(
+            {"_kind": "s", **keys, "_para": -1, "_n": n, "_on": summary["on_topic"], "value": json_line(summary)}
+        )
     return out
 
 

@@ -405,7 +405,13 @@ def test_same_inputs_give_the_same_model_and_training_record_bytes_in_any_proces
     script = TRAIN_AND_SAVE.format(tests=str(Path(__file__).parent))
     shas = []
     for seed, n_jobs in (("1", "1"), ("2", "2"), ("3", "1")):
-        env = {**os.environ, "PYTHONHASHSEED": seed, "PYTHONPATH": str(root)}
+        # the first process compiles the tables' numba kernels into an empty cache, the others read them from it
+        env = {
+            **os.environ,
+            "PYTHONHASHSEED": seed,
+            "PYTHONPATH": str(root),
+            "NUMBA_CACHE_DIR": str(tmp_path / "numba"),
+        }
         out = tmp_path / f"model-{seed}.joblib"
         done = subprocess.run(
             [sys.executable, "-c", script, str(out), n_jobs], env=env, cwd=root, capture_output=True, text=True
