@@ -27,6 +27,7 @@ from conftest import ROOT
 from spark_cluster import Cluster, cluster_env, spark_home
 
 from pipeline.tagging.outputs import flat_row, summary_columns
+from pipeline.tagging.spark import SLICE_CONF
 
 NOTE = (
     "Hai nước ký kết thỏa thuận hợp tác phòng, chống mua bán người.\n\nCác nạn nhân được hỗ trợ tâm lý và học nghề.\n"
@@ -41,11 +42,14 @@ def corpus_lines(corpus: Path, name: str, n: int) -> list[str]:
 
 @pytest.fixture(scope="module")
 def spark_inputs(tmp_path_factory, corpus_dir):
-    """A folder: 200 trafficking records (gzip), 40 general records with hostile lines, 60 related rows in Parquet, text files."""
+    """A folder: 200 trafficking records (gzip; record 101 again at the end), 40 general records with hostile
+    lines, 60 related rows in Parquet, text files. With the jobs' SLICE_CONF the gzip file is tagged in slices."""
     folder = tmp_path_factory.mktemp("spark_in") / "in"
     (folder / "texts").mkdir(parents=True)
     lines = corpus_lines(corpus_dir, "trafficking", 200)
-    (folder / "a_records.jsonl.gz").write_bytes(gzip.compress(("\n".join(lines) + "\n").encode("utf-8")))
+    lines.append(lines[100])  # line 201 repeats line 101's id from another slice: the job's second pass warns of it
+    records = folder / "a_records.jsonl.gz"
+    records.write_bytes(gzip.compress(("\n".join(lines) + "\n").encode("utf-8")))
     general = corpus_lines(corpus_dir, "general", 40)
     hostile = [*general[:20], "{this is not json", *general[20:], json.dumps({"id": "empty-1", "text": " "})]
     (folder / "b_hostile.jsonl").write_text("\n".join(hostile) + "\n", encoding="utf-8")
@@ -58,10 +62,11 @@ def spark_inputs(tmp_path_factory, corpus_dir):
     (folder / "texts" / "blob.txt").write_bytes(bytes(range(256)) * 8)
     (folder / "texts" / "empty.txt").write_bytes(b"")
     expected = {
-        (str(folder / "b_hostile.jsonl"), 21, "malformed JSON"),
-        (str(folder / "b_hostile.jsonl"), 42, "has empty 'text'"),
-        (str(folder / "texts" / "blob.txt"), None, "cannot be decoded"),
-        (str(folder / "texts" / "empty.txt"), None, "is empty"),
+        (str(records), 201, "warning", "was already used at"),
+        (str(folder / "b_hostile.jsonl"), 21, "error", "malformed JSON"),
+        (str(folder / "b_hostile.jsonl"), 42, "error", "has empty 'text'"),
+        (str(folder / "texts" / "blob.txt"), None, "error", "cannot be decoded"),
+        (str(folder / "texts" / "empty.txt"), None, "error", "is empty"),
     }
     return folder, expected
 
@@ -96,12 +101,12 @@ def cluster(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def job_env(tmp_path_factory, cluster):
-    """The jobs' environment: loopback, small executors, and an event log to read the tasks' fates from."""
+    """The jobs' environment: loopback, small executors, gzip files over 50 kB in slices, and an event log."""
     conf = tmp_path_factory.mktemp("conf")
     events = conf / "events"
     events.mkdir()
     (conf / "spark-defaults.conf").write_text(
-        "spark.executor.memory 512m\nspark.eventLog.enabled true\nspark.eventLog.compress false\n"
+        f"spark.executor.memory 512m\n{SLICE_CONF} 50000\nspark.eventLog.enabled true\nspark.eventLog.compress false\n"
         f"spark.eventLog.rolling.enabled false\nspark.eventLog.dir {events.as_uri()}\n",
         encoding="utf-8",
     )
@@ -163,6 +168,9 @@ def test_cluster_job_equals_local_engine(submitted, local_run):
     summary = sorted_frame(pd.read_parquet(out / "_summary"), ["source_path", "article_id"])
     assert list(summary.columns) == summary_columns()
     pd.testing.assert_frame_equal(summary, sorted_frame(local_summary, ["source_path", "article_id"]))
+    records = str(Path(local.source_path.iloc[0]).parent / "a_records.jsonl.gz")
+    holding = [p for p in out.glob("part-*.parquet") if (pd.read_parquet(p).source_path == records).any()]
+    assert len(holding) == 2  # the gzip file was tagged in two slices, one per worker
     for part in out.glob("part-*.parquet"):  # the documented order inside a part file: by file, place in it, paragraph
         frame = pd.read_parquet(part)
         assert frame.source_path.is_monotonic_increasing
@@ -198,14 +206,14 @@ def test_hostile_records_are_rows_of_the_errors_output(submitted, spark_inputs, 
     errors = pd.read_parquet(out / "_errors")
     assert list(errors.columns) == ["file", "line", "severity", "reason"]
     found = {(r.file, None if pd.isna(r.line) else int(r.line)) for r in errors.itertuples()}
-    assert found == {(f, line) for f, line, _ in expected}
-    for f, line, reason in expected:
+    assert found == {(f, line) for f, line, _, _ in expected}
+    for f, line, severity, reason in expected:
         row = errors[(errors.file == f) & (errors.line.isna() if line is None else errors.line == line)].iloc[0]
-        assert reason in row.reason and row.severity == "error"
-    local_errors = sorted(line for line in local_run[2].splitlines() if line.startswith("error:"))
-    said = (done.stdout + done.stderr).splitlines()
-    assert sorted(line for line in said if line.startswith("error:")) == local_errors
-    assert json.loads((out / "_job.json").read_text())["counts"]["failed"] == 4
+        assert reason in row.reason and row.severity == severity
+    said = [line for line in (done.stdout + done.stderr).splitlines() if line.startswith(("error:", "warning:"))]
+    assert sorted(said) == sorted(line for line in local_run[2].splitlines() if line.startswith(("error:", "warning:")))
+    counts = json.loads((out / "_job.json").read_text())["counts"]
+    assert (counts["failed"], counts["warned"]) == (4, 1)
 
 
 def python_workers(cluster) -> list:

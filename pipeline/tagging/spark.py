@@ -14,6 +14,7 @@ through the driver. See docs/spark.md.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import io
 import json
@@ -21,12 +22,14 @@ import os
 import re
 import sys
 import tempfile
+import threading
 import time
 import uuid
 import warnings
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -42,18 +45,22 @@ from pipeline.tagging.inputs import (
     record_article,
     too_large,
 )
-from pipeline.tagging.outputs import OutputError, arrow_schema, json_line, summary_columns
+from pipeline.tagging.outputs import OutputError, arrow_schema, flat_row, json_line, summary_columns
 from pipeline.tagging.scoring import TagOptions
 
 # pyspark 4.3 warns on every pandas call that it does not fully support pandas 3; no pandas is used here.
 PANDAS3_WARNING = "PySpark does not yet fully support pandas"
 MAX_MESSAGES = 200  # messages printed at the end (all of them are in the errors output)
-BYTES_PER_PARTITION = 4 << 20  # input bytes per scoring partition, so that large inputs spread over the cluster
 JOB_FILE = "_job.json"  # written last into a finished output: what made it, and its counts
 SUMMARY_DIR, ERRORS_DIR = "_summary", "_errors"  # beside the part files; '_' keeps them out of readers of the folder
 ERROR_COLUMNS = ("file", "line", "severity", "reason")
-# Rows of the parse step: one per article or message, keyed by (file, position) for the order of the output.
-PARSED_SCHEMA = "_kind string, _file string, _pos long, id string, text string, path string, fields string, line long, reason string"
+# A JSONL file larger than SLICE_BYTES (as stored; the Spark conf SLICE_CONF changes it) is tagged by
+# min(cores, MAX_SLICES) tasks, each reading it whole and tagging every n-th run of STRIPE_LINES
+# lines: more would each decompress all of it for a smaller share.
+SLICE_BYTES = 8 << 20
+SLICE_CONF = "spark.pipeline.tag.sliceBytes"
+MAX_SLICES = 8
+STRIPE_LINES = 100
 _WORKER: dict = {}  # per Python worker: the loaded model, keyed by the shipped file names
 
 
@@ -92,6 +99,11 @@ def spark_session(master: str, conf: dict | None = None):
     if master:  # spark-submit sets the master itself
         builder = builder.master(master)
     quiet = {"spark.driver.extraJavaOptions": java_options, "spark.executor.extraJavaOptions": java_options}
+    if master.startswith("local"):
+        # A local job is short and its one JVM shares the cores with the Python workers: C2, the
+        # optimising JIT compiler, spent 6-8 s of CPU on a 15 s job (measured on `general`); C1 alone
+        # compiles quickly, and the JVM's share of a job is copying bytes, which C1 does well.
+        quiet["spark.driver.extraJavaOptions"] += " -XX:TieredStopAtLevel=1"
     for key, value in {"spark.ui.enabled": "false", **quiet, **(conf or {})}.items():
         builder = builder.config(key, value)
     # The JVM started now inherits this as its standard error: Java prints a WARNING for the
@@ -202,7 +214,7 @@ def _parquet_columns(path: str) -> list[str] | str:
         return f"{path}: cannot be read as Parquet ({e})"
 
 
-# --- Executors: parse ---------------------------------------------------------------------------------------
+# --- Executors: read, tag, encode -----------------------------------------------------------------------------
 
 
 def _display(uri: str, files: dict) -> str:
@@ -216,29 +228,10 @@ def _where_line(message: str, path: str) -> int | None:
     return int(m.group(1)) if m else None
 
 
-def _message_row(kind: str, path: str, message: str, pos: int = 0) -> dict:
-    line = _where_line(message, path)
-    return {"_kind": kind, "_file": path, "_pos": line if line is not None else pos, "line": line, "reason": message}
-
-
-def _parsed_rows(path: str, parsed: Parsed, positions: list[int], seen: dict | None) -> list[dict]:
-    """Rows for the articles and messages of one parsed unit; with `seen`, ids repeated in the file become warnings."""
-    from pipeline.tagging.batch import Tally
-
-    rows = []
-    for article, pos in zip(parsed.articles, positions, strict=True):
-        fields = json.dumps(article.extra, ensure_ascii=False, default=str) if article.extra else None
-        rows.append(
-            {"_kind": "a", "_file": path, "_pos": pos, "id": article.id, "text": article.text, "path": article.path}
-            | {"fields": fields}
-        )
-    rows += [_message_row("e", path, m) for m in parsed.errors]
-    rows += [_message_row("w", path, m) for m in parsed.warnings]
-    if seen is not None:
-        tally = seen.setdefault(path, Tally())  # the local engine's check of repeated ids in one JSONL file
-        ids = [(a.id, w) for a, w in zip(parsed.articles, parsed.wheres, strict=True)]
-        rows += [_message_row("w", path, m) for m in tally.remember(path, ids)]
-    return rows
+def _message(kind: str, path: str, message: str, fmt: str) -> tuple[str, str | dict]:
+    """A row of the errors output ('e' for an input not tagged, 'w' for a warning): its kind and its columns."""
+    error = {"file": path, "line": _where_line(message, path), "severity": SEVERITY[kind], "reason": message}
+    return "e", json.dumps(error, ensure_ascii=False) if fmt == "jsonl" else error
 
 
 def _whole_file_units(path: str, content: bytes, options: TagOptions) -> Iterator[Unit]:
@@ -272,46 +265,6 @@ def _whole_file_units(path: str, content: bytes, options: TagOptions) -> Iterato
     yield Unit(kind or "text", path, data)
 
 
-def parse_files(batches, files: dict, options: TagOptions) -> Iterator:
-    """mapInArrow over `binaryFile` rows: each file decoded and parsed by the local engine's functions, unit by unit."""
-    import pyarrow as pa
-
-    schema = _arrow(PARSED_SCHEMA)
-    for batch in batches:
-        for uri, content in zip(batch.column("path").to_pylist(), batch.column("content").to_pylist(), strict=True):
-            path, seen = _display(uri, files), {}
-            for unit in _whole_file_units(path, content, options):
-                parsed = parse_unit(unit, options.paragraphs_mode, options.max_bytes)
-                positions = [_where_line(w, path) or 0 for w in parsed.wheres]
-                rows = _parsed_rows(path, parsed, positions, seen if unit.kind == "jsonl" else None)
-                if rows:
-                    yield pa.RecordBatch.from_pylist(rows, schema)
-
-
-def parse_records(batches, files: dict, options: TagOptions) -> Iterator:
-    """mapInArrow over Parquet rows (with `_metadata`): each record checked by the local engine's `record_article`."""
-    import pyarrow as pa
-
-    schema = _arrow(PARSED_SCHEMA)
-    for batch in batches:
-        records = batch.to_pylist()
-        rows = []
-        for rec in records:
-            path, row = _display(rec.pop("_uri"), files), rec.pop("_row") + 1
-            where = f"{path}: row {row}"
-            parsed = Parsed()
-            try:
-                parsed.add(record_article(rec, path, where, options.paragraphs_mode, options.max_bytes), where)
-            except InputError as e:
-                parsed.errors.append(str(e))
-            rows += _parsed_rows(path, parsed, [row] * len(parsed.articles), None)
-        if rows:
-            yield pa.RecordBatch.from_pylist(rows, schema)
-
-
-# --- Executors: score -----------------------------------------------------------------------------------------
-
-
 def load_shipped(names: tuple[str, str], explain: bool = False):
     """The shipped model of this job, loaded once per Python worker after `modelfile.load` checked its sha256."""
     if _WORKER.get("names") != (names, explain):
@@ -326,99 +279,227 @@ def load_shipped(names: tuple[str, str], explain: bool = False):
 
 
 def out_schema(options: TagOptions):
-    """The Arrow schema of the scored rows: sort keys and counts, then JSON lines or every Parquet column."""
+    """The Arrow schema of the rows the executors hand to the writer: `kind`, then the JSON line or every Parquet column.
+
+    Kinds: `p` paragraph rows, `s` article summaries, `e` messages (errors and warnings), `i` the
+    place of every JSONL record (a JSON line; read back for the check of repeated ids).
+    """
     import pyarrow as pa
 
-    keys = [
-        pa.field("_kind", pa.string()),
-        pa.field("_file", pa.string()),
-        pa.field("_pos", pa.int64()),
-        pa.field("_para", pa.int64()),
-        pa.field("_n", pa.int64()),
-        pa.field("_on", pa.bool_()),
-    ]
+    kind = pa.field("kind", pa.string())
     if options.fmt == "jsonl":
-        return pa.schema([*keys, pa.field("value", pa.string())])
+        return pa.schema([kind, pa.field("value", pa.string())])
     fields = list(arrow_schema(list(options.columns)))
     names = {f.name for f in fields}
     fields += [f for f in arrow_schema(summary_columns()) if f.name not in names]
     fields += [pa.field("line", pa.int64())] + [pa.field(c, pa.string()) for c in ("file", "severity", "reason")]
-    return pa.schema(keys + fields)
+    return pa.schema([kind, *fields, pa.field("value", pa.string())])
 
 
 SEVERITY = {"e": "error", "w": "warning"}
 
 
-def _message_out(row: dict, fmt: str) -> dict:
-    error = {"file": row["_file"], "line": row["line"], "severity": SEVERITY[row["_kind"]], "reason": row["reason"]}
-    keys = {"_kind": row["_kind"], "_file": row["_file"], "_pos": row["_pos"], "_para": -1}
-    return keys | ({"value": json.dumps(error, ensure_ascii=False)} if fmt == "jsonl" else error)
-
-
-def _score_rows(scorer, rows: list[dict], options: TagOptions) -> list[dict]:
-    """Output rows (paragraphs, then summaries) of a batch of parsed articles, tagged like the local engine does."""
-    from pipeline.tagging.outputs import flat_row
+def _tagged(scorer, articles: list, options: TagOptions) -> tuple[list, list[dict]]:
+    """Every paragraph row of tagged articles (JSON lines ending in a newline, or Parquet's flat columns), and every summary."""
     from pipeline.tagging.records import article_summary
     from pipeline.tagging.scoring import fast_lines, score_articles, tag_articles
-    from pipeline.text import Article
 
-    articles = [
-        Article(id=r["id"], text=r["text"], path=r["path"], extra=json.loads(r["fields"]) if r["fields"] else {})
-        for r in rows
-    ]
     scored = score_articles(scorer, articles, options)
     fast = fast_lines(scorer, articles, scored, options)
     if fast is not None:  # JSON lines as the local engine writes them, no record dicts
-        return _fast_rows(rows, *fast)
+        return fast
+    encode = (lambda rec: json_line(rec) + "\n") if options.fmt == "jsonl" else flat_row
     rule = dict(options.rule)
     per_article = tag_articles(scorer, articles, options, scored)
-    out = []
-    for row, article, records in zip(rows, articles, per_article, strict=True):
-        keys = {"_file": row["_file"], "_pos": row["_pos"]}
-        for rec in records:
-            value = {"value": json_line(rec)} if options.fmt == "jsonl" else flat_row(rec)
-            out.append({"_kind": "p", **keys, "_para": rec["paragraph"], **value})
-        summary = article_summary(article, records, rule)
-        value = {"value": json_line(summary)} if options.fmt == "jsonl" else flat_row(summary)
-        out.append({"_kind": "s", **keys, "_para": -1, "_n": len(records), "_on": summary["on_topic"], **value})
-    return out
+    paragraphs = [encode(rec) for records in per_article for rec in records]
+    return paragraphs, [article_summary(a, recs, rule) for a, recs in zip(articles, per_article, strict=True)]
 
 
-def _fast_rows(rows: list[dict], lines: list[str], summaries: list[dict]) -> list[dict]:
-    """`_score_rows`' output from `scoring.fast_lines`: each article's paragraph lines, then its summary."""
-    from pipeline.tagging.outputs import json_line
-
-    out, at = [], 0
-    for row, summary in zip(rows, summaries, strict=True):
-        keys, n = {"_file": row["_file"], "_pos": row["_pos"]}, summary["paragraphs"]
-        out += [{"_kind": "p", **keys, "_para": k, "value": lines[at + k][:-1]} for k in range(n)]
-        at += n
-        out.append(
-            {"_kind": "s", **keys, "_para": -1, "_n": n, "_on": summary["on_topic"], "value": json_line(summary)}
-        )
-    return out
+COUNTED = ("articles", "paragraphs", "on_topic", "failed", "warned")
 
 
-def score_parsed(batches, names: tuple[str, str], options: TagOptions) -> Iterator:
-    """mapInArrow over sorted parsed rows: articles tagged with the shipped model, messages passed on as error rows."""
-    import pyarrow as pa
+class Totals:
+    """An accumulator's arithmetic: counts added up over the tasks, and the job's first MAX_MESSAGES messages.
 
-    schema = out_schema(options)
+    The counts come back with the tasks' results, so no job reads the output again for them.
+    Spark adds a task's values once, however often the task ran.
+    """
+
+    def zero(self, value=None) -> dict:
+        return dict.fromkeys(COUNTED, 0) | {"first": []}
+
+    def addInPlace(self, a: dict, b: dict) -> dict:  # noqa: N802 - Spark's name
+        for key in COUNTED:
+            a[key] += b[key]
+        a["first"] = sorted(a["first"] + b["first"])[:MAX_MESSAGES]
+        return a
+
+
+class _Task:
+    """One task's rows: parsed articles tagged a batch at a time, their messages and record places passed on as rows."""
+
+    BATCH = 1000  # articles per call of the model (a JSONL unit is up to 2,000 records; small files add up)
+
+    def __init__(self, names: tuple[str, str], options: TagOptions, totals):
+        self.names, self.options, self.schema, self.totals = names, options, out_schema(options), totals
+        self.articles, self.kinds, self.columns = [], [], []
+        self.counts = Totals().zero()
+        self.ids = {}  # path -> {id: where it was first}: ids repeated in a file this task reads whole
+
+    def add(self, path: str, parsed: Parsed, jsonl: bool = False, sliced: bool = False) -> None:
+        """One parsed unit. Ids repeated in a JSONL file are warned of here, or for a file read in slices
+        by `_warn_repeated_ids` after the job, from each record's place (rows of kind `i`)."""
+        self.articles += parsed.articles
+        warnings = list(parsed.warnings)
+        if jsonl and not sliced:
+            seen = self.ids.setdefault(path, {})
+            for article, where in zip(parsed.articles, parsed.wheres, strict=True):
+                if article.id in seen:
+                    warnings.append(_repeated(where, article.id, seen[article.id]))
+                else:
+                    seen[article.id] = where
+        for kind, messages in (("e", parsed.errors), ("w", warnings)):
+            for m in messages:
+                self.message(kind, path, m)
+        if sliced:
+            for article, where in zip(parsed.articles, parsed.wheres, strict=True):
+                place = {"file": path, "pos": _where_line(where, path) or 0, "id": article.id, "where": where}
+                value = json.dumps(place, ensure_ascii=False)
+                self.kinds.append("i")
+                self.columns.append(value if self.options.fmt == "jsonl" else {"value": value})
+
+    def message(self, kind: str, path: str, message: str) -> None:
+        row_kind, columns = _message(kind, path, message, self.options.fmt)
+        self.kinds.append(row_kind)
+        self.columns.append(columns)
+        self.counts["failed" if kind == "e" else "warned"] += 1
+        self.counts["first"].append(_first_key(kind, path, message))
+        if len(self.counts["first"]) > 2 * MAX_MESSAGES:
+            self.counts["first"] = sorted(self.counts["first"])[:MAX_MESSAGES]
+
+    def batches(self, last: bool = False) -> Iterator:
+        """Arrow batches of the rows so far, once BATCH articles are waiting (all of them when `last`)."""
+        import pyarrow as pa
+
+        if len(self.articles) >= self.BATCH or (last and (self.articles or self.kinds)):
+            paragraphs, summaries = [], []
+            if self.articles:
+                scorer = load_shipped(self.names, self.options.explain > 0)
+                paragraphs, summaries = _tagged(scorer, self.articles, self.options)
+                self.counts["articles"] += len(summaries)
+                self.counts["paragraphs"] += len(paragraphs)
+                self.counts["on_topic"] += sum(bool(s["on_topic"]) for s in summaries)
+            if self.options.fmt == "jsonl":
+                # One row per kind holding all its lines: the text writer's file is the same, and the
+                # JVM handles a few long strings instead of one row per paragraph.
+                blocks = {"p": "".join(paragraphs)[:-1], "s": "\n".join(map(json_line, summaries))}
+                for kind, value in zip(self.kinds, self.columns, strict=True):
+                    blocks[kind] = f"{blocks[kind]}\n{value}" if blocks.get(kind) else value
+                kinds = [k for k, v in blocks.items() if v]
+                arrays = [pa.array(kinds, pa.string()), pa.array([blocks[k] for k in kinds], pa.string())]
+                yield pa.RecordBatch.from_arrays(arrays, schema=self.schema)
+            else:
+                kinds = ["p"] * len(paragraphs) + ["s"] * len(summaries) + self.kinds
+                columns = paragraphs + [flat_row(s) for s in summaries] + self.columns
+                rows = [{"kind": k, **c} for k, c in zip(kinds, columns, strict=True)]
+                yield pa.RecordBatch.from_pylist(rows, self.schema)
+            self.articles, self.kinds, self.columns = [], [], []
+        if last:
+            self.counts["first"] = sorted(self.counts["first"])[:MAX_MESSAGES]
+            self.totals.add(self.counts)
+
+
+def _repeated(where: str, rid: str, first: str) -> str:
+    """The local engine's warning for a record whose id an earlier record of the same file had."""
+    return f"{where}: id {rid!r} was already used at {first}; both records are tagged"
+
+
+def _first_key(kind: str, path: str, message: str) -> tuple:
+    """A message's place in the order they are printed: by file, then line (whole-file messages first)."""
+    line = _where_line(message, path)
+    return (path, -1 if line is None else line, SEVERITY[kind], message)
+
+
+def tag_files(batches, files: dict, names: tuple[str, str], options: TagOptions, totals) -> Iterator:
+    """mapInArrow over (path, content, slice, slices) rows: each file's units of this slice parsed, tagged, encoded."""
+    task = _Task(names, options, totals)
     for batch in batches:
-        rows = batch.to_pylist()
-        articles = [r for r in rows if r["_kind"] == "a"]
-        out = _score_rows(load_shipped(names, options.explain > 0), articles, options) if articles else []
-        out += [_message_out(r, options.fmt) for r in rows if r["_kind"] != "a"]
-        if out:
-            yield pa.RecordBatch.from_pylist(out, schema)
+        columns = [batch.column(c).to_pylist() for c in ("path", "content", "slice", "slices")]
+        for uri, content, part, parts in zip(*columns, strict=True):
+            path = _display(uri, files)
+            for unit in _slice(_whole_file_units(path, content, options), part, parts):
+                parsed = parse_unit(unit, options.paragraphs_mode, options.max_bytes)
+                task.add(path, parsed, jsonl=unit.kind == "jsonl", sliced=parts > 1)
+                yield from task.batches()
+    yield from task.batches(last=True)
 
 
-def _arrow(ddl: str):
-    """An Arrow schema from the few DDL types used here."""
+def _slice(units: Iterator[Unit], part: int, parts: int) -> Iterator[Unit]:
+    """This slice's share of a file's units: the runs of STRIPE_LINES lines numbered part, part + parts, ...
+
+    Every slice reads the same lines, so the stripes partition the file; a read error (the last
+    unit) is reported by slice 0.
+    """
+    if parts == 1:
+        yield from units
+        return
+    for unit in units:
+        if unit.kind != "jsonl":
+            if part == 0:
+                yield unit
+            continue
+        start = unit.first
+        while start < unit.first + len(unit.data):
+            stripe = (start - 1) // STRIPE_LINES
+            end = min((stripe + 1) * STRIPE_LINES + 1, unit.first + len(unit.data))
+            if stripe % parts == part:
+                yield Unit("jsonl", unit.path, unit.data[start - unit.first : end - unit.first], start)
+            start = end
+
+
+def tag_records(batches, files: dict, names: tuple[str, str], options: TagOptions, totals) -> Iterator:
+    """mapInArrow over Parquet rows (with their file and row number): each record checked by `record_article`, tagged."""
+    task = _Task(names, options, totals)
+    for batch in batches:
+        for rec in batch.to_pylist():
+            path, row = _display(rec.pop("_uri"), files), rec.pop("_row") + 1
+            where = f"{path}: row {row}"
+            parsed = Parsed()
+            try:
+                parsed.add(record_article(rec, path, where, options.paragraphs_mode, options.max_bytes), where)
+            except InputError as e:
+                parsed.errors.append(str(e))
+            task.add(path, parsed)
+        yield from task.batches()
+    yield from task.batches(last=True)
+
+
+def repeated_ids(batches, fmt: str, totals) -> Iterator:
+    """mapInArrow over (file, pos, id, where, first) rows of repeated ids: the local engine's warning for each."""
     import pyarrow as pa
 
-    types = {"string": pa.string(), "long": pa.int64()}
-    return pa.schema([pa.field(n, types[t]) for n, t in (c.split() for c in ddl.split(", "))])
+    counts = Totals().zero()
+    for batch in batches:
+        rows = []
+        for r in batch.to_pylist():
+            message = _repeated(r["where"], r["id"], r["first"])
+            rows.append(_message("w", r["file"], message, fmt)[1])
+            counts["warned"] += 1
+            counts["first"].append(_first_key("w", r["file"], message))
+        if fmt == "jsonl":
+            yield pa.RecordBatch.from_arrays([pa.array(rows, pa.string())], names=["value"])
+        else:
+            yield pa.RecordBatch.from_pylist(rows, pa.schema(_error_fields()))
+    counts["first"] = sorted(counts["first"])[:MAX_MESSAGES]
+    totals.add(counts)
+
+
+def _error_fields() -> list:
+    import pyarrow as pa
+
+    return [pa.field("file", pa.string()), pa.field("line", pa.int64())] + [
+        pa.field(c, pa.string()) for c in ("severity", "reason")
+    ]
 
 
 # --- Driver: the job ------------------------------------------------------------------------------------------
@@ -466,7 +547,7 @@ def model_files(model: str, folder: Path) -> tuple[str, str]:
 
 def ship_model(sc, model: str, meta: str) -> tuple[str, str]:
     """Ship the model file and its metadata to every executor (SparkContext.addFile); their names for SparkFiles."""
-    from pipeline.model import ModelError
+    from pipeline.errors import ModelError
 
     names = (os.path.basename(urlparse(model).path), os.path.basename(urlparse(meta).path))
     if names[0] == names[1]:
@@ -496,6 +577,13 @@ class Store:
     def rename(self, src: str, dest: str) -> None:
         if not self.fs.rename(self._path(src), self._path(dest)):
             raise OutputError(f"{dest}: cannot be renamed into place from {src}")
+
+    def move(self, src: str, dest: str) -> None:
+        """Rename `src` to `dest`, or make `dest` an empty folder when there is no `src`."""
+        if self.exists(src):
+            self.rename(src, dest)
+        elif not self.fs.mkdirs(self._path(dest)):
+            raise OutputError(f"{dest}: cannot be created")
 
     def delete(self, uri: str) -> None:
         self.fs.delete(self._path(uri), True)
@@ -569,48 +657,88 @@ class Counts:
     articles: int = 0
     paragraphs: int = 0
     on_topic: int = 0
-    printed: list = field(default_factory=list)  # (kind, message) of the first MAX_MESSAGES messages, in input order
+    printed: list = field(
+        default_factory=list
+    )  # (severity, message) of the first MAX_MESSAGES messages, in input order
 
 
-def _read(spark, plan: Plan, options: TagOptions):
-    """The parsed rows of every input, as the executors make them (reading, decoding and parsing all happen there)."""
-    from pyspark.sql import functions as F
+@dataclass
+class _Job:
+    """What every task of a job needs: the options, the shipped model's names, the slices of a large file, the totals."""
 
+    options: TagOptions
+    names: tuple[str, str]
+    slices: int
+    slice_bytes: int
+    totals: object  # a Spark accumulator of `Totals`
+    warm: threading.Thread  # the warm-up job (`_warm_up`)
+
+
+def _tagged_rows(spark, plan: Plan, job: _Job):
+    """Every input's output rows, made by the executors in one pass: reading, decoding, parsing, tagging, encoding."""
     frames = []
     files = dict(plan.files)
     if plan.whole:
-        binary = spark.read.format("binaryFile").load(plan.whole)
-        frames.append(binary.mapInArrow(lambda b: parse_files(b, files, options), PARSED_SCHEMA))
+        frames += _tag_whole(spark.read.format("binaryFile").load(plan.whole), files, job)
     for uris in plan.parquet:
-        records = spark.read.parquet(*uris)
-        meta = [F.col("_metadata.file_path").alias("_uri"), F.col("_metadata.row_index").alias("_row")]
-        frames.append(
-            records.select(*meta, *records.columns).mapInArrow(
-                lambda b: parse_records(b, files, options), PARSED_SCHEMA
-            )
-        )
+        frames.append(_tag_parquet(spark.read.parquet(*uris), files, job))
     for uri in plan.remote:
-        frames += _read_remote(spark, uri, options)
+        frames += _read_remote(spark, uri, job)
     if plan.errors:
-        rows = [_message_row("e", path, message) for path, message in plan.errors]
-        frames.append(spark.createDataFrame([tuple(r.get(c) for c in _columns()) for r in rows], PARSED_SCHEMA))
-    parsed = frames[0]
+        counts = Totals().zero()
+        rows = []
+        for path, message in plan.errors:
+            rows.append(_row(*_message("e", path, message, job.options.fmt), job.options))
+            counts["failed"] += 1
+            counts["first"].append(_first_key("e", path, message))
+        job.totals.add(counts)
+        frames.append(spark.createDataFrame(rows, _ddl(job.options)))
+    rows = frames[0]
     for frame in frames[1:]:
-        parsed = parsed.unionByName(frame)
-    return parsed
+        rows = rows.unionByName(frame)
+    return rows
 
 
-def _columns() -> list[str]:
-    return [c.split()[0] for c in PARSED_SCHEMA.split(", ")]
+def _row(kind: str, columns, options: TagOptions) -> tuple:
+    """A row made on the driver (a message of the plan) as a tuple of the output schema."""
+    if options.fmt == "jsonl":
+        return (kind, columns)
+    return tuple([kind] + [columns.get(f.name) for f in out_schema(options)][1:])
+
+
+def _tag_whole(binary, files: dict, job: _Job) -> list:
+    """Whole files (`binaryFile`); a JSONL file larger than `job.slice_bytes` is tagged by `job.slices` tasks, each reading it."""
+    from pyspark.sql import functions as F
+
+    # (?i), not lower(): Spark 4 lower-cases with ICU, whose first use costs seconds of class loading
+    large = F.col("path").rlike(r"(?i)\.(jsonl|ndjson)(\.gz)?$") & (F.col("length") > job.slice_bytes)
+    frames = []
+    if job.slices > 1:  # a cartesian product: task (slice, partition) reads the partition's files itself, no shuffle
+        numbers = binary.sparkSession.range(0, job.slices, 1, job.slices).select(F.col("id").cast("int").alias("slice"))
+        parts = numbers.hint("shuffle_replicate_nl").crossJoin(binary.where(large).select("path", "content"))
+        frames.append(parts.select("path", "content", "slice", F.lit(job.slices).alias("slices")))
+        binary = binary.where(~large)
+    frames.append(binary.select("path", "content", F.lit(0).alias("slice"), F.lit(1).alias("slices")))
+    tag = partial(tag_files, files=files, names=job.names, options=job.options, totals=job.totals)
+    return [f.sortWithinPartitions("path").mapInArrow(tag, _ddl(job.options)) for f in frames]
+
+
+def _tag_parquet(records, files: dict, job: _Job):
+    """Parquet records, tagged in the tasks that read them (split by row group), in file and row order."""
+    from pyspark.sql import functions as F
+
+    meta = [F.col("_metadata.file_path").alias("_uri"), F.col("_metadata.row_index").alias("_row")]
+    rows = records.select(*meta, *records.columns).sortWithinPartitions("_uri", "_row")
+    tag = partial(tag_records, files=files, names=job.names, options=job.options, totals=job.totals)
+    return rows.mapInArrow(tag, _ddl(job.options))
 
 
 WHOLE_GLOB = "*.{txt,text,html,htm,xhtml,jsonl,ndjson,txt.gz,text.gz,html.gz,htm.gz,xhtml.gz,jsonl.gz,ndjson.gz}"
 
 
-def _read_remote(spark, uri: str, options: TagOptions) -> list:
+def _read_remote(spark, uri: str, job: _Job) -> list:
     """Frames for a URI Spark lists itself: a file, a folder (walked, known extensions only) or a glob."""
     from pyspark.errors import AnalysisException
-    from pyspark.sql import functions as F
 
     frames = []
     name = uri.rstrip("/").rsplit("/", 1)[-1]
@@ -619,17 +747,11 @@ def _read_remote(spark, uri: str, options: TagOptions) -> list:
     try:
         if not is_file or kind_of(name) != "parquet":
             binary = (reader if is_file else reader.option("pathGlobFilter", WHOLE_GLOB)).format("binaryFile").load(uri)
-            frames.append(binary.mapInArrow(lambda b: parse_files(b, {}, options), PARSED_SCHEMA))
+            frames += _tag_whole(binary, {}, job)
         if not is_file or kind_of(name) == "parquet":
             pq = reader if is_file else reader.option("pathGlobFilter", "*.{parquet,pq}").option("mergeSchema", "true")
             with _no_files_ok():
-                records = pq.parquet(uri)
-                meta = [F.col("_metadata.file_path").alias("_uri"), F.col("_metadata.row_index").alias("_row")]
-                frames.append(
-                    records.select(*meta, *records.columns).mapInArrow(
-                        lambda b: parse_records(b, {}, options), PARSED_SCHEMA
-                    )
-                )
+                frames.append(_tag_parquet(pq.parquet(uri), {}, job))
     except AnalysisException as e:
         raise OutputError(f"{uri}: cannot be read ({str(e).splitlines()[0]})") from None
     return frames
@@ -645,76 +767,96 @@ class _no_files_ok:
         return exc is not None and "UNABLE_TO_INFER_SCHEMA" in str(exc)
 
 
-def run_job(spark, plan: Plan, options: TagOptions, out: str, names: tuple[str, str], partitions: int) -> Counts:
-    """Read, score and write every input into a staging folder beside `out`, then rename it into place."""
-    from pyspark import StorageLevel
-    from pyspark.sql import functions as F
+def run_job(spark, plan: Plan, out: str, job: _Job) -> Counts:
+    """Read, tag and write every input into a staging folder beside `out`, then rename it into place.
 
+    One pass over the input writes every row (`kind` p, s, e, i) into a second staging folder;
+    its folders are then moved into the output's layout. The counts and the first messages come
+    back with the tasks (`Totals`); only the places of records of sliced files are read again,
+    for ids repeated across slices.
+    """
     store = Store(spark, out)
-    staging = _sibling(out, "spark")
-    parsed = _read(spark, plan, options)
-    spread = parsed.repartition(partitions, "_file", "_pos").sortWithinPartitions("_file", "_pos")
-    scored = spread.mapInArrow(lambda b: score_parsed(b, names, options), _ddl(options))
-    # The three outputs are written from one pass: kept on the executors' disks, never on the driver.
-    scored = scored.persist(StorageLevel.DISK_ONLY)
+    staging, rows = _sibling(out, "spark"), _sibling(out, "rows")
+    errors = f"{staging}/{ERRORS_DIR}"
     try:
-        order = ["_file", "_pos", "_para"]
-        columns = ["value"] if options.fmt == "jsonl" else list(options.columns)
-        _write(scored.where(F.col("_kind") == "p").select(*columns), staging, options.fmt)
-        summary = ["value"] if options.fmt == "jsonl" else summary_columns()
-        _write(scored.where(F.col("_kind") == "s").select(*summary), f"{staging}/{SUMMARY_DIR}", options.fmt)
-        errors = ["value"] if options.fmt == "jsonl" else list(ERROR_COLUMNS)
-        messages = scored.where(F.col("_kind").isin("e", "w"))
-        _write(messages.sortWithinPartitions(*order).select(*errors), f"{staging}/{ERRORS_DIR}", options.fmt)
-        counts = _counts(scored)
-        counts.inputs += len(plan.missing)
-        counts.failed += len(plan.missing)
-        shown = messages.orderBy(*order).select("_kind", "reason" if options.fmt != "jsonl" else "value")
-        printed = shown.limit(MAX_MESSAGES).collect()
-    finally:
-        scored.unpersist()
-    if options.fmt == "jsonl":
-        for folder in (staging, f"{staging}/{SUMMARY_DIR}", f"{staging}/{ERRORS_DIR}"):
+        tagged = _tagged_rows(spark, plan, job)
+        job.warm.join()  # a task started while the warm-up's workers are still busy would start a new one
+        _write_rows(tagged, rows, job.options)
+        for kind, folder in (("p", staging), ("s", f"{staging}/{SUMMARY_DIR}"), ("e", errors)):
+            store.move(f"{rows}/kind={kind}", folder)  # an empty folder where no row had this kind
+            store.write(f"{folder}/_SUCCESS", b"")
+        if store.exists(f"{rows}/kind=i"):
+            _warn_repeated_ids(spark, f"{rows}/kind=i", errors, job)
+    except BaseException:
+        for folder in (staging, rows):
+            store.delete(folder)
+        raise
+    store.delete(rows)
+    totals = job.totals.value
+    counts = Counts(**{k: totals[k] for k in COUNTED})
+    counts.printed = [(severity, message) for _, _, severity, message in totals["first"]]
+    counts.inputs = counts.articles + counts.failed + len(plan.missing)
+    counts.failed += len(plan.missing)
+    if job.options.fmt == "jsonl":
+        for folder in (staging, f"{staging}/{SUMMARY_DIR}", errors):
             _jsonl_names(store, folder)
-    job = {"counts": {k: v for k, v in counts.__dict__.items() if k != "printed"}, "format": options.fmt}
-    store.write(f"{staging}/{JOB_FILE}", (json.dumps(job, indent=2) + "\n").encode("utf-8"))
+    made = {"counts": {k: v for k, v in counts.__dict__.items() if k != "printed"}, "format": job.options.fmt}
+    store.write(f"{staging}/{JOB_FILE}", (json.dumps(made, indent=2) + "\n").encode("utf-8"))
     _commit(store, staging, out)
-    counts.printed = [(r[0], r[1] if options.fmt != "jsonl" else json.loads(r[1])["reason"]) for r in printed]
     return counts
 
 
+def _write_rows(rows, folder: str, options: TagOptions) -> None:
+    """Every row into `folder/kind=K/` through Spark's output commit (a task's files are moved into place when the job commits).
+
+    JSON lines are one column whatever the kind, so one write sorts them into folders by kind;
+    Parquet kinds have different columns, so the rows are kept on the executors' disks and
+    written once per kind.
+    """
+    if options.fmt == "jsonl":
+        rows.write.partitionBy("kind").text(folder)
+        return
+    from pyspark import StorageLevel
+    from pyspark.sql import functions as F
+
+    rows = rows.persist(StorageLevel.DISK_ONLY)
+    try:
+        for kind, columns in (("p", list(options.columns)), ("s", summary_columns()), ("e", list(ERROR_COLUMNS))):
+            rows.where(F.col("kind") == kind).select(*columns).write.parquet(f"{folder}/kind={kind}")
+        rows.where(F.col("kind") == "i").select("value").write.text(f"{folder}/kind=i")
+    finally:
+        rows.unpersist()
+
+
+PLACES = "file string, pos long, id string, where string"
+ERRORS = "file string, line long, severity string, reason string"
+
+
+def _warn_repeated_ids(spark, places: str, errors: str, job: _Job) -> None:
+    """Append to the errors output a warning for every record of a sliced JSONL file whose id an earlier record had."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    ids = spark.read.schema(PLACES).json(places)
+    same = Window.partitionBy("file", "id").orderBy("pos")
+    ids = ids.select("*", F.first("where").over(same).alias("first"), F.row_number().over(same).alias("n"))
+    repeated = ids.where(F.col("n") > 1).drop("n")
+    fmt = job.options.fmt
+    warn = partial(repeated_ids, fmt=fmt, totals=job.totals)
+    writer = repeated.mapInArrow(warn, "value string" if fmt == "jsonl" else ERRORS).write.mode("append")
+    writer.text(errors) if fmt == "jsonl" else writer.parquet(errors)
+
+
 def _ddl(options: TagOptions):
-    """The Spark schema of the scored rows."""
+    """The Spark schema of the output rows."""
     from pyspark.sql.pandas.types import from_arrow_schema
 
     return from_arrow_schema(out_schema(options))
 
 
-def _write(frame, uri: str, fmt: str) -> None:
-    """One folder of part files through Spark's output commit (each part is moved into place when the job commits)."""
-    writer = frame.write.mode("errorifexists")
-    writer.text(uri) if fmt == "jsonl" else writer.parquet(uri)
-
-
-def _counts(scored) -> Counts:
-    from pyspark.sql import functions as F
-
-    counts = Counts()
-    for row in scored.groupBy("_kind").agg(F.count("*"), F.sum("_n"), F.sum(F.col("_on").cast("long"))).collect():
-        kind, n, paragraphs, on = row
-        if kind == "s":
-            counts.articles, counts.paragraphs, counts.on_topic = n, paragraphs or 0, on or 0
-        elif kind == "e":
-            counts.failed = n
-        elif kind == "w":
-            counts.warned = n
-    counts.inputs = counts.articles + counts.failed
-    return counts
-
-
 def job_error(error: Exception) -> Exception:
     """One line for a failed Spark job: the model's or an output's own message when a task raised one."""
-    from pipeline.model import ModelError
+    from pipeline.errors import ModelError
 
     text = str(error)
     for kind, cls in (("ModelError", ModelError), ("OutputError", OutputError)):
@@ -753,22 +895,55 @@ def tag_on_spark(spark, plan: Plan, out: str, options: TagOptions, model: tuple[
         sc.addPyFile(code_zip(Path(tmp)))
         if not plan.whole and not plan.parquet and not plan.remote and not plan.errors:
             return Counts(inputs=len(plan.missing), failed=len(plan.missing))
-        partitions = max(2 * sc.defaultParallelism, min(10_000, plan.size // BYTES_PER_PARTITION + 1))
+        totals = sc.accumulator(Totals().zero(), Totals())
+        slicing = min(MAX_SLICES, sc.defaultParallelism), int(spark.conf.get(SLICE_CONF, str(SLICE_BYTES)))
+        job = _Job(options, names, *slicing, totals, _warm_up(spark, names, options.explain > 0))
         try:
-            return run_job(spark, plan, options, out, names, partitions)
+            return run_job(spark, plan, out, job)
         except OutputError:
             raise
         except Exception as e:  # py4j and pyspark errors carry the executor's traceback: one line instead
             raise job_error(e) from None
+        finally:
+            sc.cancelJobGroup(WARM_UP)
+            job.warm.join()
+
+
+WARM_UP = "pipeline-tag-warm-up"
+
+
+def _warm_up(spark, names: tuple[str, str], explain: bool) -> threading.Thread:
+    """Start a Python worker on every core and load the model in it while the driver plans the job (best effort).
+
+    Spark reuses Python workers, so the job's tasks find the model loaded; a worker that cannot
+    load it says nothing here: the job's own task reports why.
+    """
+
+    def run() -> None:
+        sc = spark.sparkContext
+        sc.setJobGroup(WARM_UP, "load the model in the Python workers", interruptOnCancel=False)
+        n = sc.defaultParallelism
+        with contextlib.suppress(Exception):  # a SQL job: Spark keeps the Python workers of SQL functions apart
+            load = partial(_load_quietly, names=names, explain=explain)
+            spark.range(0, n, 1, n).mapInArrow(load, "id long").collect()
+
+    thread = threading.Thread(target=run, name=WARM_UP, daemon=True)
+    thread.start()
+    return thread
+
+
+def _load_quietly(batches, names: tuple[str, str], explain: bool) -> Iterator:
+    with contextlib.suppress(Exception):
+        load_shipped(names, explain)
+    yield from batches  # a task that leaves its input unread loses its Python worker: it would not be reused
 
 
 def report(counts: Counts, plan: Plan, output: str, seconds: float, quiet: bool) -> int:
     """Print the messages and closing lines like the local engine does; the exit code."""
     for path in plan.missing:
         print(f"error: {path}: no such file or folder", file=sys.stderr)
-    for kind, message in counts.printed:
-        label = {"e": "error", "w": "warning"}[kind]
-        print(f"{label}: {message}", file=sys.stderr)
+    for severity, message in counts.printed:
+        print(f"{severity}: {message}", file=sys.stderr)
     shown = counts.failed - len(plan.missing) + counts.warned
     if shown > MAX_MESSAGES:
         print(f"error: ... {shown - MAX_MESSAGES} more messages in {output}/{ERRORS_DIR}", file=sys.stderr)

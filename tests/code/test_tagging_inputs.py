@@ -212,7 +212,7 @@ def test_expand_notes_links_to_folders_fifos_and_names_that_are_not_utf8(tmp_pat
 @pytest.mark.parametrize(
     "where, line",
     [
-        ("in/a.jsonl:12", 12),  # an article's place: it spreads the articles over Spark partitions and orders them
+        ("in/a.jsonl:12", 12),  # an article's place: it orders the articles and their messages
         ("in/a.jsonl:7: not valid JSON", 7),
         ("in/a.jsonl", None),
         ("in/a.jsonl:12x", None),
@@ -223,3 +223,24 @@ def test_line_of_an_article_or_message_on_spark(where, line):
     from pipeline.tagging.spark import _where_line
 
     assert _where_line(where, "in/a.jsonl") == line
+
+
+@pytest.mark.parametrize("parts", [1, 2, 3, 8])
+@pytest.mark.parametrize("n_lines", [1, 99, 100, 101, 250, 2_345])
+def test_slices_of_a_large_jsonl_file_share_its_lines_out_exactly_once(parts, n_lines):
+    """Every slice reads the whole file; their stripes of lines together are every line once, numbered as in the file."""
+    from pipeline.tagging.inputs import Unit, _line_chunks
+    from pipeline.tagging.spark import STRIPE_LINES, _slice
+
+    lines = [f'{{"id": "{i}", "text": "Dòng thứ {i}."}}\n'.encode() for i in range(1, n_lines + 1)]
+    units = [*_line_chunks(lines, "in/a.jsonl"), Unit("error", "in/a.jsonl", "in/a.jsonl: cannot be read")]
+    seen, errors = [], 0
+    for part in range(parts):
+        for unit in _slice(iter(units), part, parts):
+            if unit.kind == "error":
+                errors += 1
+                continue
+            assert len({(unit.first + k - 1) // STRIPE_LINES for k in range(len(unit.data))}) == 1 or parts == 1
+            seen += [(unit.first + k, line) for k, line in enumerate(unit.data)]
+    assert sorted(seen) == list(enumerate(lines, 1))
+    assert errors == 1
