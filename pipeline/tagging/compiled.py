@@ -17,6 +17,7 @@ feature kind, another classifier, another scikit-learn version): the caller keep
 
 from __future__ import annotations
 
+import os
 import re
 
 import numba
@@ -27,6 +28,36 @@ TF_TABLE = (
     1 << 13
 )  # counts below this take 1 + log(count) from a table numpy filled (a paragraph has at most 5,000 chars)
 
+
+def _cache_zipped_kernels_by_content() -> None:
+    """Have numba keep the kernels of a zipped copy of this module in one folder per source text.
+
+    Spark executors import the package from the zip the driver ships (`spark.code_zip`), which
+    every application unpacks in a new folder; numba's own zip locator names its cache folder
+    after that path, so it compiled the kernels again in every application on every executor
+    (7-8 s per Python worker, measured on the test cluster). Numba is pinned: without the locator
+    class the kernels are simply compiled.
+    """
+    from numba.core import caching
+
+    base = getattr(caching, "ZipCacheLocator", None)
+    locators = getattr(getattr(caching, "CacheImpl", None), "_locator_classes", None)
+    if base is None or locators is None or any(getattr(c, "by_content", False) for c in locators):
+        return
+
+    class ByContent(base):
+        by_content = True
+
+        def __init__(self, py_func, py_file):
+            super().__init__(py_func, py_file)
+            digest = self.get_source_stamp().hex()[:24]  # sha256 of the module's text in the zip
+            self._cache_path = os.path.join(os.path.dirname(self._cache_path), f"pipeline-{digest}")
+
+    locators.insert(locators.index(base), ByContent)
+
+
+if ".zip" + os.sep in __file__:
+    _cache_zipped_kernels_by_content()
 
 # Compiled on first call (or read from numba's cache beside this file); the CLI never imports this module for --help.
 _jit = numba.njit(cache=True, nogil=True)

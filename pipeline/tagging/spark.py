@@ -104,7 +104,10 @@ def spark_session(master: str, conf: dict | None = None):
         # optimising JIT compiler, spent 6-8 s of CPU on a 15 s job (measured on `general`); C1 alone
         # compiles quickly, and the JVM's share of a job is copying bytes, which C1 does well.
         quiet["spark.driver.extraJavaOptions"] += " -XX:TieredStopAtLevel=1"
-    for key, value in {"spark.ui.enabled": "false", **quiet, **(conf or {})}.items():
+    # Full tracebacks in SQL functions give their Python workers the environment of RDD ones, so the
+    # warm-up's workers serve the job (`_warm_up`); a failed task is reported in one line either way.
+    same_workers = {"spark.sql.execution.pyspark.udf.simplifiedTraceback.enabled": "false"}
+    for key, value in {"spark.ui.enabled": "false", **quiet, **same_workers, **(conf or {})}.items():
         builder = builder.config(key, value)
     # The JVM started now inherits this as its standard error: Java prints a WARNING for the
     # incubator module Spark's launcher always adds, which no log level silences.
@@ -671,7 +674,7 @@ class _Job:
     slices: int
     slice_bytes: int
     totals: object  # a Spark accumulator of `Totals`
-    warm: threading.Thread  # the warm-up job (`_warm_up`)
+    warm: threading.Thread  # the warm-up job (`_warm_up`): the job's tasks start when its tasks have left the cores
 
 
 def _tagged_rows(spark, plan: Plan, job: _Job):
@@ -779,9 +782,7 @@ def run_job(spark, plan: Plan, out: str, job: _Job) -> Counts:
     staging, rows = _sibling(out, "spark"), _sibling(out, "rows")
     errors = f"{staging}/{ERRORS_DIR}"
     try:
-        tagged = _tagged_rows(spark, plan, job)
-        job.warm.join()  # a task started while the warm-up's workers are still busy would start a new one
-        _write_rows(tagged, rows, job.options)
+        _write_rows(_tagged_rows(spark, plan, job), rows, job.options)
         for kind, folder in (("p", staging), ("s", f"{staging}/{SUMMARY_DIR}"), ("e", errors)):
             store.move(f"{rows}/kind={kind}", folder)  # an empty folder where no row had this kind
             store.write(f"{folder}/_SUCCESS", b"")
@@ -915,27 +916,28 @@ WARM_UP = "pipeline-tag-warm-up"
 def _warm_up(spark, names: tuple[str, str], explain: bool) -> threading.Thread:
     """Start a Python worker on every core and load the model in it while the driver plans the job (best effort).
 
-    Spark reuses Python workers, so the job's tasks find the model loaded; a worker that cannot
-    load it says nothing here: the job's own task reports why.
+    Spark reuses Python workers, so the job's tasks find the model loaded. An RDD job starts at
+    once, where a first SQL query takes seconds to plan; SQL functions share the RDD workers
+    because the session turns off their simplified tracebacks (a different worker environment).
+    A worker that cannot load the model says nothing here: the job's own task reports why.
     """
 
     def run() -> None:
         sc = spark.sparkContext
         sc.setJobGroup(WARM_UP, "load the model in the Python workers", interruptOnCancel=False)
         n = sc.defaultParallelism
-        with contextlib.suppress(Exception):  # a SQL job: Spark keeps the Python workers of SQL functions apart
-            load = partial(_load_quietly, names=names, explain=explain)
-            spark.range(0, n, 1, n).mapInArrow(load, "id long").collect()
+        with contextlib.suppress(Exception):
+            sc.parallelize(range(n), n).mapPartitions(partial(_load_quietly, names=names, explain=explain)).collect()
 
     thread = threading.Thread(target=run, name=WARM_UP, daemon=True)
     thread.start()
     return thread
 
 
-def _load_quietly(batches, names: tuple[str, str], explain: bool) -> Iterator:
+def _load_quietly(rows, names: tuple[str, str], explain: bool) -> Iterator:
     with contextlib.suppress(Exception):
         load_shipped(names, explain)
-    yield from batches  # a task that leaves its input unread loses its Python worker: it would not be reused
+    yield from rows  # a task that leaves its input unread loses its Python worker: it would not be reused
 
 
 def report(counts: Counts, plan: Plan, output: str, seconds: float, quiet: bool) -> int:
