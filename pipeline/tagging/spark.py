@@ -99,11 +99,11 @@ def spark_session(master: str, conf: dict | None = None):
     if master:  # spark-submit sets the master itself
         builder = builder.master(master)
     quiet = {"spark.driver.extraJavaOptions": java_options, "spark.executor.extraJavaOptions": java_options}
-    if master.startswith("local"):
-        # A local job is short and its one JVM shares the cores with the Python workers: C2, the
-        # optimising JIT compiler, spent 6-8 s of CPU on a 15 s job (measured on `general`); C1 alone
-        # compiles quickly, and the JVM's share of a job is copying bytes, which C1 does well.
-        quiet["spark.driver.extraJavaOptions"] += " -XX:TieredStopAtLevel=1"
+    # The driver's JVM plans, lists and commits (and in local mode also copies the rows between Python
+    # and the files): C2, the optimising JIT compiler, spent 4-8 s of CPU on a 10-20 s job here,
+    # competing with the Python workers; C1 alone compiles quickly and does that work as well.
+    # (Under spark-submit the JVM is already running and this changes nothing; executors keep theirs.)
+    quiet["spark.driver.extraJavaOptions"] += " -XX:TieredStopAtLevel=1"
     # Full tracebacks in SQL functions give their Python workers the environment of RDD ones, so the
     # warm-up's workers serve the job (`_warm_up`); a failed task is reported in one line either way.
     same_workers = {"spark.sql.execution.pyspark.udf.simplifiedTraceback.enabled": "false"}
