@@ -47,7 +47,7 @@ def spark_inputs(tmp_path_factory, corpus_dir):
     folder = tmp_path_factory.mktemp("spark_in") / "in"
     (folder / "texts").mkdir(parents=True)
     lines = corpus_lines(corpus_dir, "trafficking", 200)
-    lines.append(lines[100])  # line 201 repeats line 101's id from another slice: the job's second pass warns of it
+    lines.append(lines[100])  # line 201 repeats line 101's id, which another slice tags: warned of all the same
     records = folder / "a_records.jsonl.gz"
     records.write_bytes(gzip.compress(("\n".join(lines) + "\n").encode("utf-8")))
     general = corpus_lines(corpus_dir, "general", 40)

@@ -551,6 +551,19 @@ def _parse_file(out: Parsed, path: str, kind: str, data: bytes | InputError) -> 
         out.errors.append(f"{path}: {e}")
 
 
+def jsonl_records(unit: Unit, paragraphs_mode: bool, max_bytes: int) -> Iterator[tuple[str, Article | InputError]]:
+    """Each record line of a jsonl unit (blank lines skipped): its place, and its article or the error that rejects it."""
+    for i, line in enumerate(unit.data):
+        if not isinstance(line, Oversized) and not line.strip():
+            continue
+        where = f"{unit.path}:{unit.first + i}"
+        try:
+            rec = _parse_line(line, where, max_bytes)
+            yield where, record_article(rec, unit.path, where, paragraphs_mode, max_bytes)
+        except InputError as e:
+            yield where, e
+
+
 def parse_unit(unit: Unit, paragraphs_mode: bool, max_bytes: int = int(MAX_ARTICLE_MB * MB)) -> Parsed:
     """Read and parse one unit (in a worker): its articles, one message per input that failed or looks wrong, its digest."""
     out = Parsed()
@@ -567,16 +580,12 @@ def parse_unit(unit: Unit, paragraphs_mode: bool, max_bytes: int = int(MAX_ARTIC
         out.digest = h.hexdigest()
         return out
     elif unit.kind == "jsonl":
-        for i, line in enumerate(unit.data):
-            where = f"{unit.path}:{unit.first + i}"
-            if not isinstance(line, Oversized) and not line.strip():
-                continue
+        for where, found in jsonl_records(unit, paragraphs_mode, max_bytes):
             out.n_inputs += 1
-            try:
-                rec = _parse_line(line, where, max_bytes)
-                out.add(record_article(rec, unit.path, where, paragraphs_mode, max_bytes), where)
-            except InputError as e:
-                out.errors.append(str(e))
+            if isinstance(found, InputError):
+                out.errors.append(str(found))
+            else:
+                out.add(found, where)
     elif unit.kind == "rows":
         out.n_inputs = len(unit.data)
         for i, rec in enumerate(unit.data):

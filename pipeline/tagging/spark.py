@@ -39,6 +39,7 @@ from pipeline.tagging.inputs import (
     Parsed,
     Unit,
     expand,
+    jsonl_records,
     jsonl_units,
     kind_of,
     parse_unit,
@@ -284,8 +285,7 @@ def load_shipped(names: tuple[str, str], explain: bool = False):
 def out_schema(options: TagOptions):
     """The Arrow schema of the rows the executors hand to the writer: `kind`, then the JSON line or every Parquet column.
 
-    Kinds: `p` paragraph rows, `s` article summaries, `e` messages (errors and warnings), `i` the
-    place of every JSONL record (a JSON line; read back for the check of repeated ids).
+    Kinds: `p` paragraph rows, `s` article summaries, `e` messages (errors and warnings).
     """
     import pyarrow as pa
 
@@ -296,7 +296,7 @@ def out_schema(options: TagOptions):
     names = {f.name for f in fields}
     fields += [f for f in arrow_schema(summary_columns()) if f.name not in names]
     fields += [pa.field("line", pa.int64())] + [pa.field(c, pa.string()) for c in ("file", "severity", "reason")]
-    return pa.schema([kind, *fields, pa.field("value", pa.string())])
+    return pa.schema([kind, *fields])
 
 
 SEVERITY = {"e": "error", "w": "warning"}
@@ -339,7 +339,7 @@ class Totals:
 
 
 class _Task:
-    """One task's rows: parsed articles tagged a batch at a time, their messages and record places passed on as rows."""
+    """One task's rows: parsed articles tagged a batch at a time, and their messages; its counts go to `totals`."""
 
     BATCH = 1000  # articles per call of the model (a JSONL unit is up to 2,000 records; small files add up)
 
@@ -347,14 +347,13 @@ class _Task:
         self.names, self.options, self.schema, self.totals = names, options, out_schema(options), totals
         self.articles, self.kinds, self.columns = [], [], []
         self.counts = Totals().zero()
-        self.ids = {}  # path -> {id: where it was first}: ids repeated in a file this task reads whole
+        self.ids = {}  # path -> {id: where it was first}, for the warning of an id repeated in a JSONL file
 
-    def add(self, path: str, parsed: Parsed, jsonl: bool = False, sliced: bool = False) -> None:
-        """One parsed unit. Ids repeated in a JSONL file are warned of here, or for a file read in slices
-        by `_warn_repeated_ids` after the job, from each record's place (rows of kind `i`)."""
+    def add(self, path: str, parsed: Parsed, jsonl: bool = False) -> None:
+        """One parsed unit; ids repeated in a JSONL file are warned of as the local engine does (`Tally.remember`)."""
         self.articles += parsed.articles
         warnings = list(parsed.warnings)
-        if jsonl and not sliced:
+        if jsonl:
             seen = self.ids.setdefault(path, {})
             for article, where in zip(parsed.articles, parsed.wheres, strict=True):
                 if article.id in seen:
@@ -364,12 +363,13 @@ class _Task:
         for kind, messages in (("e", parsed.errors), ("w", warnings)):
             for m in messages:
                 self.message(kind, path, m)
-        if sliced:
-            for article, where in zip(parsed.articles, parsed.wheres, strict=True):
-                place = {"file": path, "pos": _where_line(where, path) or 0, "id": article.id, "where": where}
-                value = json.dumps(place, ensure_ascii=False)
-                self.kinds.append("i")
-                self.columns.append(value if self.options.fmt == "jsonl" else {"value": value})
+
+    def seen_elsewhere(self, path: str, unit: Unit, options: TagOptions) -> None:
+        """The ids of another slice's records (a stripe this task does not tag): what a later repeated id refers to."""
+        seen = self.ids.setdefault(path, {})
+        for where, found in jsonl_records(unit, options.paragraphs_mode, options.max_bytes):
+            if not isinstance(found, InputError):
+                seen.setdefault(found.id, where)
 
     def message(self, kind: str, path: str, message: str) -> None:
         row_kind, columns = _message(kind, path, message, self.options.fmt)
@@ -430,33 +430,34 @@ def tag_files(batches, files: dict, names: tuple[str, str], options: TagOptions,
         columns = [batch.column(c).to_pylist() for c in ("path", "content", "slice", "slices")]
         for uri, content, part, parts in zip(*columns, strict=True):
             path = _display(uri, files)
-            for unit in _slice(_whole_file_units(path, content, options), part, parts):
-                parsed = parse_unit(unit, options.paragraphs_mode, options.max_bytes)
-                task.add(path, parsed, jsonl=unit.kind == "jsonl", sliced=parts > 1)
-                yield from task.batches()
+            for unit, mine in _stripes(_whole_file_units(path, content, options), part, parts):
+                if mine:
+                    task.add(path, parse_unit(unit, options.paragraphs_mode, options.max_bytes), unit.kind == "jsonl")
+                    yield from task.batches()
+                else:
+                    task.seen_elsewhere(path, unit, options)
     yield from task.batches(last=True)
 
 
-def _slice(units: Iterator[Unit], part: int, parts: int) -> Iterator[Unit]:
-    """This slice's share of a file's units: the runs of STRIPE_LINES lines numbered part, part + parts, ...
+def _stripes(units: Iterator[Unit], part: int, parts: int) -> Iterator[tuple[Unit, bool]]:
+    """A file's units cut in runs of STRIPE_LINES lines, each with whether slice `part` of `parts` tags it.
 
-    Every slice reads the same lines, so the stripes partition the file; a read error (the last
-    unit) is reported by slice 0.
+    Every slice reads the same lines, so stripe k, tagged by slice k % parts, is tagged once; the
+    others' stripes still give their ids, for the warning of a repeated id. A unit that is not
+    lines (a text file, a read error) is slice 0's.
     """
-    if parts == 1:
-        yield from units
-        return
     for unit in units:
-        if unit.kind != "jsonl":
-            if part == 0:
-                yield unit
+        if parts == 1 or unit.kind != "jsonl":
+            yield unit, part == 0
             continue
-        start = unit.first
-        while start < unit.first + len(unit.data):
+        start, stop = unit.first, unit.first + len(unit.data)
+        while start < stop:
             stripe = (start - 1) // STRIPE_LINES
-            end = min((stripe + 1) * STRIPE_LINES + 1, unit.first + len(unit.data))
-            if stripe % parts == part:
-                yield Unit("jsonl", unit.path, unit.data[start - unit.first : end - unit.first], start)
+            end = min((stripe + 1) * STRIPE_LINES + 1, stop)
+            yield (
+                Unit("jsonl", unit.path, unit.data[start - unit.first : end - unit.first], start),
+                stripe % parts == part,
+            )
             start = end
 
 
@@ -475,34 +476,6 @@ def tag_records(batches, files: dict, names: tuple[str, str], options: TagOption
             task.add(path, parsed)
         yield from task.batches()
     yield from task.batches(last=True)
-
-
-def repeated_ids(batches, fmt: str, totals) -> Iterator:
-    """mapInArrow over (file, pos, id, where, first) rows of repeated ids: the local engine's warning for each."""
-    import pyarrow as pa
-
-    counts = Totals().zero()
-    for batch in batches:
-        rows = []
-        for r in batch.to_pylist():
-            message = _repeated(r["where"], r["id"], r["first"])
-            rows.append(_message("w", r["file"], message, fmt)[1])
-            counts["warned"] += 1
-            counts["first"].append(_first_key("w", r["file"], message))
-        if fmt == "jsonl":
-            yield pa.RecordBatch.from_arrays([pa.array(rows, pa.string())], names=["value"])
-        else:
-            yield pa.RecordBatch.from_pylist(rows, pa.schema(_error_fields()))
-    counts["first"] = sorted(counts["first"])[:MAX_MESSAGES]
-    totals.add(counts)
-
-
-def _error_fields() -> list:
-    import pyarrow as pa
-
-    return [pa.field("file", pa.string()), pa.field("line", pa.int64())] + [
-        pa.field(c, pa.string()) for c in ("severity", "reason")
-    ]
 
 
 # --- Driver: the job ------------------------------------------------------------------------------------------
@@ -773,10 +746,9 @@ class _no_files_ok:
 def run_job(spark, plan: Plan, out: str, job: _Job) -> Counts:
     """Read, tag and write every input into a staging folder beside `out`, then rename it into place.
 
-    One pass over the input writes every row (`kind` p, s, e, i) into a second staging folder;
-    its folders are then moved into the output's layout. The counts and the first messages come
-    back with the tasks (`Totals`); only the places of records of sliced files are read again,
-    for ids repeated across slices.
+    One pass over the input writes every row (`kind` p, s, e) into a second staging folder; its
+    folders are then moved into the output's layout. The counts and the first messages come back
+    with the tasks (`Totals`): nothing is read again.
     """
     store = Store(spark, out)
     staging, rows = _sibling(out, "spark"), _sibling(out, "rows")
@@ -786,8 +758,6 @@ def run_job(spark, plan: Plan, out: str, job: _Job) -> Counts:
         for kind, folder in (("p", staging), ("s", f"{staging}/{SUMMARY_DIR}"), ("e", errors)):
             store.move(f"{rows}/kind={kind}", folder)  # an empty folder where no row had this kind
             store.write(f"{folder}/_SUCCESS", b"")
-        if store.exists(f"{rows}/kind=i"):
-            _warn_repeated_ids(spark, f"{rows}/kind=i", errors, job)
     except BaseException:
         for folder in (staging, rows):
             store.delete(folder)
@@ -824,28 +794,8 @@ def _write_rows(rows, folder: str, options: TagOptions) -> None:
     try:
         for kind, columns in (("p", list(options.columns)), ("s", summary_columns()), ("e", list(ERROR_COLUMNS))):
             rows.where(F.col("kind") == kind).select(*columns).write.parquet(f"{folder}/kind={kind}")
-        rows.where(F.col("kind") == "i").select("value").write.text(f"{folder}/kind=i")
     finally:
         rows.unpersist()
-
-
-PLACES = "file string, pos long, id string, where string"
-ERRORS = "file string, line long, severity string, reason string"
-
-
-def _warn_repeated_ids(spark, places: str, errors: str, job: _Job) -> None:
-    """Append to the errors output a warning for every record of a sliced JSONL file whose id an earlier record had."""
-    from pyspark.sql import Window
-    from pyspark.sql import functions as F
-
-    ids = spark.read.schema(PLACES).json(places)
-    same = Window.partitionBy("file", "id").orderBy("pos")
-    ids = ids.select("*", F.first("where").over(same).alias("first"), F.row_number().over(same).alias("n"))
-    repeated = ids.where(F.col("n") > 1).drop("n")
-    fmt = job.options.fmt
-    warn = partial(repeated_ids, fmt=fmt, totals=job.totals)
-    writer = repeated.mapInArrow(warn, "value string" if fmt == "jsonl" else ERRORS).write.mode("append")
-    writer.text(errors) if fmt == "jsonl" else writer.parquet(errors)
 
 
 def _ddl(options: TagOptions):

@@ -228,19 +228,23 @@ def test_line_of_an_article_or_message_on_spark(where, line):
 @pytest.mark.parametrize("parts", [1, 2, 3, 8])
 @pytest.mark.parametrize("n_lines", [1, 99, 100, 101, 250, 2_345])
 def test_slices_of_a_large_jsonl_file_share_its_lines_out_exactly_once(parts, n_lines):
-    """Every slice reads the whole file; their stripes of lines together are every line once, numbered as in the file."""
+    """Every slice reads the whole file; the stripes it tags, over all slices, are every line once, numbered as in the file."""
     from pipeline.tagging.inputs import Unit, _line_chunks
-    from pipeline.tagging.spark import STRIPE_LINES, _slice
+    from pipeline.tagging.spark import STRIPE_LINES, _stripes
 
     lines = [f'{{"id": "{i}", "text": "Dòng thứ {i}."}}\n'.encode() for i in range(1, n_lines + 1)]
     units = [*_line_chunks(lines, "in/a.jsonl"), Unit("error", "in/a.jsonl", "in/a.jsonl: cannot be read")]
-    seen, errors = [], 0
+    tagged, errors = [], 0
     for part in range(parts):
-        for unit in _slice(iter(units), part, parts):
+        read = []
+        for unit, mine in _stripes(iter(units), part, parts):
             if unit.kind == "error":
-                errors += 1
+                errors += mine
                 continue
-            assert len({(unit.first + k - 1) // STRIPE_LINES for k in range(len(unit.data))}) == 1 or parts == 1
-            seen += [(unit.first + k, line) for k, line in enumerate(unit.data)]
-    assert sorted(seen) == list(enumerate(lines, 1))
+            assert parts == 1 or len({(unit.first + k - 1) // STRIPE_LINES for k in range(len(unit.data))}) == 1
+            found = [(unit.first + k, line) for k, line in enumerate(unit.data)]
+            read += found
+            tagged += found if mine else []
+        assert read == list(enumerate(lines, 1))  # every slice sees every line, in order
+    assert sorted(tagged) == list(enumerate(lines, 1))
     assert errors == 1
