@@ -1,15 +1,15 @@
 """The Spark engine: executors read, decode, cut, score and write; the driver only lists, plans and commits.
 
-Executors read the inputs themselves: text, web pages and JSONL[.gz] files as whole files
-(`binaryFile`, so that each is decoded and numbered by line exactly as the local engine does,
-with the local engine's own functions), Parquet records with `spark.read.parquet` (split by row
-group). Parsed articles are spread over the cluster by a hash of (file, position), sorted by it
-inside each partition, and scored by `tag_articles`, the local workers' function, with the model
-that the driver shipped (`SparkContext.addFile`) and each Python worker loaded after checking its
-sha256. Paragraph rows, article summaries and messages (failed inputs, warnings) come out of that
-one pass; Spark writes each as a folder of part files with its own output commit into a staging
-folder beside the output, which the driver then renames into place. No article text passes
-through the driver. See docs/spark.md.
+Executors read the inputs themselves, in the task that tags them: text, web pages and JSONL[.gz]
+files as whole files (`binaryFile`, so that each is decoded and numbered by line exactly as the
+local engine does, with the local engine's own functions; a large JSONL file in slices, each
+read by its own task), Parquet records with `spark.read.parquet` (split by row group). Articles
+are tagged by `tag_articles`, the local workers' function, with the model that the driver shipped
+(`SparkContext.addFile`) and each Python worker loaded after checking its sha256. Paragraph rows,
+article summaries and messages (failed inputs, warnings) come out of that one pass, with no
+shuffle, and Spark writes them with its own output commit into a staging folder beside the
+output, which the driver then renames into place; the counts come back with the tasks. No
+article text passes through the driver. See docs/spark.md.
 """
 
 from __future__ import annotations
@@ -162,7 +162,6 @@ class Plan:
     skipped: list = field(default_factory=list)
     notes: list = field(default_factory=list)  # folders, FIFOs and devices left out (inputs.expand)
     errors: list = field(default_factory=list)  # (file, message) found while planning: Parquet without id/text
-    size: int = 0  # input bytes, for the number of scoring partitions
 
 
 def plan_inputs(paths: list[str]) -> Plan:
@@ -190,9 +189,8 @@ def plan_inputs(paths: list[str]) -> Plan:
     by_columns: dict = {}
     for path, kind in sources:
         plan.files[path_key(local_uri(path))] = path
-        size = os.path.getsize(path)
-        plan.size += size
-        if size == 0 and kind in ("text", "html"):  # Spark's file sources never hand empty files to a task
+        # Spark's file sources never hand empty files to a task
+        if os.path.getsize(path) == 0 and kind in ("text", "html"):
             plan.errors += [(path, m) for m in parse_unit(Unit(kind, path, b""), False).errors]
         elif kind != "parquet":
             plan.whole.append(local_uri(path))  # an empty JSONL file has no records, as locally
