@@ -7,7 +7,11 @@ runs the executors' JVM side too) and the executors' peak RSS (their Python work
 cluster the executor JVMs), with the input 1x and `--scale`x: the first 1/`--scale` of the file,
 then the whole file (copies of one file would be scored from the model's cache).
 
-    python bench/bench_spark.py [--model models/model.joblib] [--jobs 2] [--scale 4] [--skip-cluster]
+    python bench/bench_spark.py [--model models/model.joblib] [--jobs 2] [--scale 4] [--skip-cluster] [--repeat N]
+
+With --repeat N every row is run N times (engines in turn) and shows the median job time with its
+range, the median of the ratios to the local engine's time in the same round, and the median peak
+RSS with the largest: this machine's speed drifts between runs.
 """
 
 from __future__ import annotations
@@ -17,9 +21,11 @@ import contextlib
 import gzip
 import json
 import shutil
+import statistics
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -86,6 +92,12 @@ def mib(n: int) -> str:
     return f"{n / (1 << 20):,.0f} MiB"
 
 
+def peaks(runs: list[dict], key: str) -> str:
+    """The median peak RSS of the runs, with the largest in parentheses when there are several."""
+    values = [f[key] for f in runs]
+    return mib(statistics.median(values)) + (f" ({mib(max(values))})" if len(values) > 1 else "")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", default=str(ROOT / "models" / "model.joblib"))
@@ -93,6 +105,7 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--scale", type=int, default=4)
     parser.add_argument("--skip-cluster", action="store_true")
+    parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--child", action="store_true")
     parser.add_argument("--master", default="")
     parser.add_argument("--out", default="")
@@ -102,21 +115,12 @@ def main() -> None:
         child(args)
         return
     source, model = Path(args.source).resolve(), Path(args.model).resolve()
-    rows = []
-
-    def show(row) -> None:
-        name, scale, rate, session, seconds, found = row
-        start = f"{session:.1f}" if session is not None else ""
-        execs = mib(found["executors"]) if session is not None else ""
-        print(
-            f"| {name} | {scale} | {rate:,.0f} | {start} | {seconds:.1f} | {mib(found['driver'])} | {execs} |",
-            flush=True,
-        )
 
     print(
-        "| engine | input | paragraphs/s after start | session start s | job s | driver peak RSS | executors peak RSS |"
+        "| engine | input | paragraphs/s after start | x local engine's time | session start s | job s "
+        "| driver peak RSS | executors peak RSS |"
     )
-    print("|---|---|---:|---:|---:|---:|---:|", flush=True)
+    print("|---|---|---:|---:|---:|---:|---:|---:|", flush=True)
     with tempfile.TemporaryDirectory(prefix="bench-spark-") as tmp:
         tmp = Path(tmp)
         # 1x is the first 1/scale of the file, `scale`x the whole file (copies would be scored from the cache).
@@ -125,12 +129,14 @@ def main() -> None:
         part = tmp / "part.jsonl.gz"
         part.write_bytes(gzip.compress(b"".join(lines[: len(lines) // args.scale])))
         cmd = [sys.executable, "-m", "pipeline", "tag", str(source), "--model", str(model), "--jobs", str(args.jobs)]
-        local = measure([*cmd, "-o", str(tmp / "local.jsonl"), "--quiet"])
-        n = (tmp / "local.jsonl").read_bytes().count(b"\n")
-        rows.append(
-            ("local engine", f"{args.scale}x (whole file)", n / local["seconds"], None, local["seconds"], local)
-        )
-        show(rows[-1])
+        whole = f"{args.scale}x (whole file)"
+
+        def local_run() -> dict:
+            found = measure([*cmd, "-o", str(tmp / "local.jsonl"), "--quiet"])
+            found["paragraphs"] = (tmp / "local.jsonl").read_bytes().count(b"\n")
+            return found | {"job": found["seconds"], "session": None}
+
+        runs = [("local engine", whole, local_run)]
         masters = [f"local[{args.jobs}]"]
         cluster = None
         if not args.skip_cluster:
@@ -142,16 +148,37 @@ def main() -> None:
             for master in masters:
                 on = cluster if master.startswith("spark://") else None
                 name = "spark standalone, 2 workers x 1 core" if on else f"spark {master}"
-                for scale, inputs in (("1x", [part]), (f"{args.scale}x (whole file)", [source])):
-                    found = spark_run(inputs, model, tmp / "spark_out", master, on)
-                    rows.append(
-                        (name, scale, found["paragraphs"] / found["job"], found["session"], found["job"], found)
-                    )
-                    show(rows[-1])
+                for scale, inputs in (("1x", [part]), (whole, [source])):
+                    run = partial(spark_run, inputs, model, tmp / "spark_out", master, on)
+                    runs.append((name, scale, run))
+            found = {i: [] for i in range(len(runs))}
+            for _ in range(args.repeat):  # the engines in turn, so that each round shares the machine's mood
+                for i, (_, _, run) in enumerate(runs):
+                    found[i].append(run())
         finally:
             if cluster is not None:
                 cluster.stop()
-    print(f"\ninput: {source.name} ({n:,} paragraphs); model {model.name}; {args.jobs} cores, machine shared")
+    local = [f["job"] for f in found[0]]
+    for i, (name, scale, _) in enumerate(runs):
+        jobs = [f["job"] for f in found[i]]
+        job = statistics.median(jobs)
+        spread = f" ({min(jobs):.1f}-{max(jobs):.1f})" if len(jobs) > 1 else ""
+        ratio = statistics.median(j / t for j, t in zip(jobs, local, strict=True)) if scale == whole else None
+        last = found[i][-1]
+        cells = [
+            name,
+            scale,
+            f"{last['paragraphs'] / job:,.0f}",
+            f"{ratio:.2f}" if ratio is not None else "",
+            f"{statistics.median(f['session'] for f in found[i]):.1f}" if last["session"] is not None else "",
+            f"{job:.1f}{spread}",
+            peaks(found[i], "driver"),
+            peaks(found[i], "executors") if last["session"] is not None else "",
+        ]
+        print("| " + " | ".join(cells) + " |", flush=True)
+    n = found[0][-1]["paragraphs"]
+    times = f"; each row the median of {args.repeat} runs (range)" if args.repeat > 1 else ""
+    print(f"\ninput: {source.name} ({n:,} paragraphs); model {model.name}; {args.jobs} cores, machine shared{times}")
     print(f"load average at the end: {Path('/proc/loadavg').read_text().split()[:3]}")
 
 
