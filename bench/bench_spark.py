@@ -152,7 +152,7 @@ def main() -> None:
                     run = partial(spark_run, inputs, model, tmp / "spark_out", master, on)
                     runs.append((name, scale, run))
             found = {i: [] for i in range(len(runs))}
-            for _ in range(args.repeat):  # the engines in turn, so that each round shares the machine's mood
+            for _ in range(args.repeat):  # engines in turn: a round shares the machine's speed
                 for i, (_, _, run) in enumerate(runs):
                     found[i].append(run())
         finally:

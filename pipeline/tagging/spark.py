@@ -232,10 +232,18 @@ def _where_line(message: str, path: str) -> int | None:
     return int(m.group(1)) if m else None
 
 
-def _message(kind: str, path: str, message: str, fmt: str) -> tuple[str, str | dict]:
-    """A row of the errors output ('e' for an input not tagged, 'w' for a warning): its kind and its columns."""
-    error = {"file": path, "line": _where_line(message, path), "severity": SEVERITY[kind], "reason": message}
-    return "e", json.dumps(error, ensure_ascii=False) if fmt == "jsonl" else error
+def _error(kind: str, path: str, message: str) -> dict:
+    """A row of the errors output ('e' for an input not tagged, 'w' for a warning), as columns."""
+    return {"file": path, "line": _where_line(message, path), "severity": SEVERITY[kind], "reason": message}
+
+
+def _count_message(counts: dict, error: dict) -> None:
+    """Count one message in a task's `Totals`, keeping its place among the first MAX_MESSAGES (by file, then line)."""
+    counts["failed" if error["severity"] == "error" else "warned"] += 1
+    line = -1 if error["line"] is None else error["line"]  # whole-file messages first
+    counts["first"].append((error["file"], line, error["severity"], error["reason"]))
+    if len(counts["first"]) > 2 * MAX_MESSAGES:
+        counts["first"] = sorted(counts["first"])[:MAX_MESSAGES]
 
 
 def _whole_file_units(path: str, content: bytes, options: TagOptions) -> Iterator[Unit]:
@@ -344,41 +352,33 @@ class _Task:
     BATCH = 1000  # articles per call of the model (a JSONL unit is up to 2,000 records; small files add up)
 
     def __init__(self, names: tuple[str, str], options: TagOptions, totals):
+        from pipeline.tagging.batch import Tally
+
         self.names, self.options, self.schema, self.totals = names, options, out_schema(options), totals
         self.articles, self.kinds, self.columns = [], [], []
         self.counts = Totals().zero()
-        self.ids = {}  # path -> {id: where it was first}, for the warning of an id repeated in a JSONL file
+        self.ids = Tally()  # the local engine's check of ids repeated in a JSONL file (only its `remember`)
 
     def add(self, path: str, parsed: Parsed, jsonl: bool = False) -> None:
-        """One parsed unit; ids repeated in a JSONL file are warned of as the local engine does (`Tally.remember`)."""
+        """One parsed unit; ids repeated in a JSONL file are warned of as the local engine does."""
         self.articles += parsed.articles
         warnings = list(parsed.warnings)
         if jsonl:
-            seen = self.ids.setdefault(path, {})
-            for article, where in zip(parsed.articles, parsed.wheres, strict=True):
-                if article.id in seen:
-                    warnings.append(_repeated(where, article.id, seen[article.id]))
-                else:
-                    seen[article.id] = where
+            warnings += self.ids.remember(path, list(zip((a.id for a in parsed.articles), parsed.wheres, strict=True)))
         for kind, messages in (("e", parsed.errors), ("w", warnings)):
             for m in messages:
-                self.message(kind, path, m)
+                error = _error(kind, path, m)
+                self.kinds.append("e")
+                self.columns.append(json.dumps(error, ensure_ascii=False) if self.options.fmt == "jsonl" else error)
+                _count_message(self.counts, error)
 
-    def seen_elsewhere(self, path: str, unit: Unit, options: TagOptions) -> None:
-        """The ids of another slice's records (a stripe this task does not tag): what a later repeated id refers to."""
-        seen = self.ids.setdefault(path, {})
-        for where, found in jsonl_records(unit, options.paragraphs_mode, options.max_bytes):
-            if not isinstance(found, InputError):
-                seen.setdefault(found.id, where)
+    def seen_elsewhere(self, path: str, unit: Unit) -> None:
+        """The ids of another slice's records (a stripe this task does not tag): what a later repeated id refers to.
 
-    def message(self, kind: str, path: str, message: str) -> None:
-        row_kind, columns = _message(kind, path, message, self.options.fmt)
-        self.kinds.append(row_kind)
-        self.columns.append(columns)
-        self.counts["failed" if kind == "e" else "warned"] += 1
-        self.counts["first"].append(_first_key(kind, path, message))
-        if len(self.counts["first"]) > 2 * MAX_MESSAGES:
-            self.counts["first"] = sorted(self.counts["first"])[:MAX_MESSAGES]
+        Their own repeats are that slice's to warn of, so the messages are dropped here.
+        """
+        records = jsonl_records(unit, self.options.paragraphs_mode, self.options.max_bytes)
+        self.ids.remember(path, [(found.id, where) for where, found in records if not isinstance(found, InputError)])
 
     def batches(self, last: bool = False) -> Iterator:
         """Arrow batches of the rows so far, once BATCH articles are waiting (all of them when `last`)."""
@@ -412,17 +412,6 @@ class _Task:
             self.totals.add(self.counts)
 
 
-def _repeated(where: str, rid: str, first: str) -> str:
-    """The local engine's warning for a record whose id an earlier record of the same file had."""
-    return f"{where}: id {rid!r} was already used at {first}; both records are tagged"
-
-
-def _first_key(kind: str, path: str, message: str) -> tuple:
-    """A message's place in the order they are printed: by file, then line (whole-file messages first)."""
-    line = _where_line(message, path)
-    return (path, -1 if line is None else line, SEVERITY[kind], message)
-
-
 def tag_files(batches, files: dict, names: tuple[str, str], options: TagOptions, totals) -> Iterator:
     """mapInArrow over (path, content, slice, slices) rows: each file's units of this slice parsed, tagged, encoded."""
     task = _Task(names, options, totals)
@@ -435,7 +424,7 @@ def tag_files(batches, files: dict, names: tuple[str, str], options: TagOptions,
                     task.add(path, parse_unit(unit, options.paragraphs_mode, options.max_bytes), unit.kind == "jsonl")
                     yield from task.batches()
                 else:
-                    task.seen_elsewhere(path, unit, options)
+                    task.seen_elsewhere(path, unit)
     yield from task.batches(last=True)
 
 
@@ -633,9 +622,7 @@ class Counts:
     articles: int = 0
     paragraphs: int = 0
     on_topic: int = 0
-    printed: list = field(
-        default_factory=list
-    )  # (severity, message) of the first MAX_MESSAGES messages, in input order
+    printed: list = field(default_factory=list)  # (severity, message) of the first messages, in input order
 
 
 @dataclass
@@ -647,7 +634,6 @@ class _Job:
     slices: int
     slice_bytes: int
     totals: object  # a Spark accumulator of `Totals`
-    warm: threading.Thread  # the warm-up job (`_warm_up`): the job's tasks start when its tasks have left the cores
 
 
 def _tagged_rows(spark, plan: Plan, job: _Job):
@@ -660,26 +646,23 @@ def _tagged_rows(spark, plan: Plan, job: _Job):
         frames.append(_tag_parquet(spark.read.parquet(*uris), files, job))
     for uri in plan.remote:
         frames += _read_remote(spark, uri, job)
-    if plan.errors:
-        counts = Totals().zero()
-        rows = []
-        for path, message in plan.errors:
-            rows.append(_row(*_message("e", path, message, job.options.fmt), job.options))
-            counts["failed"] += 1
-            counts["first"].append(_first_key("e", path, message))
+    if plan.errors:  # found on the driver: counted there, written like the tasks' messages
+        counts, errors = Totals().zero(), [_error("e", path, message) for path, message in plan.errors]
+        for error in errors:
+            _count_message(counts, error)
         job.totals.add(counts)
-        frames.append(spark.createDataFrame(rows, _ddl(job.options)))
+        frames.append(spark.createDataFrame([_message_row(e, job.options) for e in errors], _ddl(job.options)))
     rows = frames[0]
     for frame in frames[1:]:
         rows = rows.unionByName(frame)
     return rows
 
 
-def _row(kind: str, columns, options: TagOptions) -> tuple:
-    """A row made on the driver (a message of the plan) as a tuple of the output schema."""
+def _message_row(error: dict, options: TagOptions) -> tuple:
+    """A message made on the driver as a row of the output schema."""
     if options.fmt == "jsonl":
-        return (kind, columns)
-    return tuple([kind] + [columns.get(f.name) for f in out_schema(options)][1:])
+        return ("e", json.dumps(error, ensure_ascii=False))
+    return ("e", *(error.get(name) for name in out_schema(options).names[1:]))
 
 
 def _tag_whole(binary, files: dict, job: _Job) -> list:
@@ -848,7 +831,8 @@ def tag_on_spark(spark, plan: Plan, out: str, options: TagOptions, model: tuple[
             return Counts(inputs=len(plan.missing), failed=len(plan.missing))
         totals = sc.accumulator(Totals().zero(), Totals())
         slicing = min(MAX_SLICES, sc.defaultParallelism), int(spark.conf.get(SLICE_CONF, str(SLICE_BYTES)))
-        job = _Job(options, names, *slicing, totals, _warm_up(spark, names, options.explain > 0))
+        job = _Job(options, names, *slicing, totals)
+        warm = _warm_up(spark, names, options.explain > 0)  # the job's tasks start once its tasks leave the cores
         try:
             return run_job(spark, plan, out, job)
         except OutputError:
@@ -857,7 +841,7 @@ def tag_on_spark(spark, plan: Plan, out: str, options: TagOptions, model: tuple[
             raise job_error(e) from None
         finally:
             sc.cancelJobGroup(WARM_UP)
-            job.warm.join()
+            warm.join()
 
 
 WARM_UP = "pipeline-tag-warm-up"
