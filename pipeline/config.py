@@ -78,6 +78,7 @@ SCHEMA = {
     "tokenize": {"words": _kind(bool, "true or false")},
     "train": {
         "features": _features,
+        "fold_digits": _kind(bool, "true or false"),
         "classifier": _one_of("logreg", "linearsvc"),
         "context": _kind(bool, "true or false"),
         "context_classifier": _one_of("logreg", "linearsvc"),
@@ -85,6 +86,8 @@ SCHEMA = {
         "context_title": _kind(bool, "true or false"),
         "context_folds": _num(2, 20, integer=True),
         "context_window": _num(1, 5, integer=True),
+        "context_prob_window": _num(1, 10, integer=True),
+        "context_article_probs": _kind(bool, "true or false"),
         "top_k": _num(1, 100, integer=True),
         "decision": _one_of("none", "off_factor", "class_factors"),
         "synthetic": _kind(bool, "true or false"),

@@ -26,6 +26,7 @@ from sklearn.preprocessing import FunctionTransformer
 from sklearn.svm import LinearSVC
 
 from pipeline import modelfile
+from pipeline.context import article_dense, neighbour, offsets
 from pipeline.decision import apply_factors, choose_factors
 from pipeline.errors import ModelError  # noqa: F401 - its home is pipeline.errors; imported from here too
 from pipeline.files import atomic_write_bytes
@@ -38,8 +39,15 @@ FEATURES = ("syllable", "word", "char")
 TOKEN_PATTERN = r"(?u)\b\w+\b"
 
 
-def normalize_all(texts) -> list[str]:
-    """Normalise every text of a batch (the pipeline's first step)."""
+# Every ASCII digit but 0 read as 0 by the features: "312 nạn nhân" and "518 nạn nhân" share
+# their n-grams, so figures of any value count as figures (the `statistics` label needs that).
+FOLD_DIGITS = str.maketrans("123456789", "000000000")
+
+
+def normalize_all(texts, fold_digits: bool = False) -> list[str]:
+    """Normalise every text of a batch (the pipeline's first step); `fold_digits` writes every digit 1-9 as 0."""
+    if fold_digits:
+        return [normalize(t).translate(FOLD_DIGITS) for t in texts]
     return [normalize(t) for t in texts]
 
 
@@ -108,9 +116,11 @@ def build_classifier(params: dict):
 
 def build_model(params: dict, word_cache: dict | None = None) -> Pipeline:
     """The whole model: normalise, extract TF-IDF features, classify."""
+    # kw_args only when digits are folded, so a model without it keeps the step of earlier models
+    fold = {"fold_digits": True} if params.get("fold_digits") else None
     return Pipeline(
         [
-            ("normalize", FunctionTransformer(normalize_all)),
+            ("normalize", FunctionTransformer(normalize_all, kw_args=fold)),
             ("features", build_features(params, word_cache)),
             ("classify", build_classifier(params)),
         ]
@@ -271,6 +281,7 @@ def article_score(p_on: np.ndarray, top_k: int) -> float:
 # The hyperparameters of a paragraph model (`build_model`), named as in params.yaml's train section.
 PARAGRAPH_PARAMS = (
     "features",
+    "fold_digits",
     "classifier",
     "C",
     "ngram_max",
@@ -380,7 +391,8 @@ class ContextModel(BaseEstimator, ClassifierMixin):
     The second pass sees, per paragraph: its TF-IDF block; the same block times the article score
     (so a word can mean more inside a trafficking article); the blocks of the `window` paragraphs
     before and after it and, with `title`, of the article's first line; and the first-pass
-    probabilities of all of these. During training the
+    probabilities of all of these, of the paragraphs up to `prob_window` away and, with
+    `article_probs`, their mean and maximum over the article. During training the
     first-pass probabilities are out-of-fold (`cv` folds grouped by article), so the second pass never
     learns from probabilities the first pass made on its own training labels.
 
@@ -392,6 +404,7 @@ class ContextModel(BaseEstimator, ClassifierMixin):
     def __init__(
         self,
         features: str = "syllable",
+        fold_digits: bool = False,
         classifier: str = "logreg",
         C: float = 10.0,
         ngram_max: int = 2,
@@ -406,11 +419,14 @@ class ContextModel(BaseEstimator, ClassifierMixin):
         top_k: int = 3,
         title: bool = False,
         window: int = 1,
+        prob_window: int = 1,
+        article_probs: bool = False,
         decision: str = "none",
         decision_folds: int = 3,
         word_cache: dict | None = None,
     ):
         self.features = features
+        self.fold_digits = fold_digits
         self.classifier = classifier
         self.C = C
         self.ngram_max = ngram_max
@@ -425,6 +441,8 @@ class ContextModel(BaseEstimator, ClassifierMixin):
         self.top_k = top_k
         self.title = title
         self.window = window
+        self.prob_window = prob_window
+        self.article_probs = article_probs
         self.decision = decision
         self.decision_folds = decision_folds
         self.word_cache = word_cache
@@ -437,6 +455,8 @@ class ContextModel(BaseEstimator, ClassifierMixin):
             cv=params["context_folds"],
             title=params["context_title"],
             window=params["context_window"],
+            prob_window=params["context_prob_window"],
+            article_probs=params["context_article_probs"],
             decision=params["decision"],
             decision_folds=params["decision_folds"],
         )
@@ -462,18 +482,17 @@ class ContextModel(BaseEstimator, ClassifierMixin):
                 score[a:b] = article_score(on[a:b], self.top_k)
         blocks = [X, sparse.diags(score) @ X]
         dense = [P, score[:, None]]
-        for offset in [d for k in range(1, self.window + 1) for d in (-k, k)]:
-            # the paragraph `offset` away in the same article, or zeros past the article's ends
-            idx = np.arange(n) + offset
-            inside = (idx >= 0) & (idx < n)
-            inside[inside] &= article[idx[inside]] == article[inside]
-            idx = np.where(inside, idx, 0)
+        for offset in offsets(self.window):
+            idx, inside = neighbour(article, offset)
             blocks.append(sparse.diags(inside.astype(np.float32)) @ X[idx])
             dense.append(P[idx] * inside[:, None])
         if self.title:
             title_idx = np.repeat(bounds[:-1], np.diff(bounds))
             blocks.append(X[title_idx])
             dense.append(P[title_idx])
+        # models saved before these columns existed have neither attribute
+        far, stats = getattr(self, "prob_window", 1), getattr(self, "article_probs", False)
+        dense += article_dense(P, bounds, article, self.window, far, stats)
         blocks.append(sparse.csr_matrix(np.hstack(dense).astype(np.float32)))
         return sparse.hstack(blocks).tocsr()
 

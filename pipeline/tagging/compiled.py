@@ -23,6 +23,8 @@ import re
 import numba
 import numpy as np
 
+from pipeline.context import article_dense, neighbour, offsets
+
 SMALL_SORT = 128  # n-grams of a paragraph sorted by insertion up to this many (a 30-token paragraph has about 60)
 TF_TABLE = (
     1 << 13
@@ -302,14 +304,18 @@ class Vocabulary:
     def __init__(self, state: dict):
         for name in self.FIELDS:
             setattr(self, name, state[name])
+        self.fold_digits = state.get("fold_digits", False)  # absent from files made before digits were folded
         counts = np.arange(TF_TABLE, dtype=np.float32)
         with np.errstate(divide="ignore"):
             # The same float32 numpy calls as TfidfTransformer.transform on the counts (in place there).
             self.tf = np.log(counts) + 1.0 if self.sublinear else counts
 
     @staticmethod
-    def state_of(vec) -> dict:
-        """The tables of a fitted vectorizer (its Python loop over every term runs here, when the model is saved)."""
+    def state_of(vec, fold_digits: bool = False) -> dict:
+        """The tables of a fitted vectorizer (its Python loop over every term runs here, when the model is saved).
+
+        `fold_digits`: the model reads every digit 1-9 as 0 (`pipeline.model.normalize_all`).
+        """
         ids: dict[str, int] = {}
         for term in vec.vocabulary_:
             for token in term.split(" "):
@@ -341,7 +347,7 @@ class Vocabulary:
             "lo": lo, "hi": hi, "token_points": token_points, "token_starts": token_starts,
             "table": _token_table(token_points, token_starts), "sublinear": bool(vec.sublinear_tf),
             "idf": np.asarray(vec.idf_, dtype=np.float64) if vec.use_idf else np.ones(n),
-            "norm": vec.norm == "l2", "n_features": n,
+            "norm": vec.norm == "l2", "n_features": n, "fold_digits": bool(fold_digits),
         }  # fmt: skip
 
     def token_ids(self, docs: list[str]) -> np.ndarray:
@@ -353,6 +359,10 @@ class Vocabulary:
         # Lower-cased as one text: lower() treats a newline like the end of a text (even for a final sigma).
         text = "\n".join(docs).lower()
         points = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+        if self.fold_digits:
+            # "1" to "9" (49-57) as "0" (48), as str.translate(FOLD_DIGITS); smaller points wrap past 9
+            points = np.where(points - np.uint32(49) < 9, np.uint32(48), points)
+            points.flags.writeable = False  # the read-only array type the kernel is compiled for
         out = np.empty(len(points), dtype=np.int64)
         n = _tokenize(points, word_chars(), self.table, self.token_points, self.token_starts, self.unknown, out)
         return out[:n]
@@ -475,7 +485,7 @@ def _calibrated(n_classes: int, calibration: tuple, predictions: np.ndarray) -> 
 
 
 def _paragraph_parts(pipe):
-    """(the TfidfVectorizer, the classifier) of a paragraph pipeline this path reproduces, else TypeError."""
+    """(the TfidfVectorizer, the classifier, whether digits are folded) of a paragraph pipeline this path reproduces, else TypeError."""
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import FunctionTransformer
 
@@ -485,8 +495,10 @@ def _paragraph_parts(pipe):
     if type(pipe) is not Pipeline or [name for name, _ in pipe.steps] != ["normalize", "features", "classify"]:
         raise TypeError("not the normalise / features / classify pipeline")
     norm, vec, clf = (step for _, step in pipe.steps)
-    if type(norm) is not FunctionTransformer or norm.func is not normalize_all or norm.kw_args:
+    if type(norm) is not FunctionTransformer or norm.func is not normalize_all:
         raise TypeError("the first step is not normalize_all")
+    if (norm.kw_args or {}).keys() - {"fold_digits"}:
+        raise TypeError("normalize_all with an argument this path does not reproduce")
     if not qualifies(vec) or vec.token_pattern != r"(?u)\b\w+\b" or not vec.lowercase or vec.binary:
         raise TypeError("the features are not one word n-gram TfidfVectorizer this path reproduces")
     if (
@@ -496,7 +508,7 @@ def _paragraph_parts(pipe):
         or vec.decode_error != "strict"
     ):
         raise TypeError("a TF-IDF option this path does not reproduce")
-    return vec, clf
+    return vec, clf, bool((norm.kw_args or {}).get("fold_digits"))
 
 
 class CompiledModel:
@@ -517,6 +529,8 @@ class CompiledModel:
             self.second = LinearHead(state["second"])
             self.top_k, self.off = state["top_k"], state["off"]
             self.offsets, self.title, self.factors = state["offsets"], state["title"], state["factors"]
+            # absent from files made before these dense columns existed
+            self.prob_window, self.article_probs = state.get("prob_window", 1), state.get("article_probs", False)
             n_blocks = _check_blocks(state)
             coefs = state["second"]["coefs"]
             columns += [coef[:, b * V : (b + 1) * V].T for coef in coefs for b in range(n_blocks)]
@@ -563,17 +577,13 @@ class CompiledModel:
         on = 1.0 - P[:, self.off]
         score = _top_mean(on, bounds.astype(np.int64), self.top_k, np.zeros(n, dtype=np.float32))
         article = np.repeat(np.arange(len(bounds) - 1), np.diff(bounds))
-        neighbours = []
-        for offset in self.offsets:
-            idx = np.arange(n) + offset
-            inside = (idx >= 0) & (idx < n)
-            inside[inside] &= article[idx[inside]] == article[inside]
-            neighbours.append((np.where(inside, idx, 0), inside))
+        neighbours = [neighbour(article, offset) for offset in self.offsets]
         title = np.repeat(bounds[:-1], np.diff(bounds))
         # The dense columns as _blocks builds them: float64 probabilities stored as float32.
         dense = [P, score[:, None]] + [P[i] * ins[:, None] for i, ins in neighbours]
         if self.title:
             dense.append(P[title])
+        dense += article_dense(P, bounds, article, len(self.offsets) // 2, self.prob_window, self.article_probs)
         dense = np.hstack(dense).astype(np.float32).astype(np.float64)
         decisions, at = [], 0
         score64 = score.astype(np.float64)[:, None]
@@ -585,14 +595,18 @@ class CompiledModel:
                 d += block[idx] * inside[:, None]
             if self.title:
                 d += blocks[-1][title]
-            decisions.append(d + dense @ D.T + b)
+            # einsum, not `@`: OpenBLAS runs a product this small on threads that spin on the other
+            # worker's core (tag 4.6 -> 5.9 s on 2 cores once the article columns made it 25 wide)
+            decisions.append(d + np.einsum("ij,kj->ik", dense, D) + b)
         return self.second.proba(decisions)
 
 
 def _check_blocks(state: dict) -> int:
     """The number of blocks of the second pass that read the TF-IDF vector; ValueError when its weights are not laid out so."""
     n_blocks = 2 + len(state["offsets"]) + state["title"]  # X, score x X, the neighbours, the title
-    n_dense = len(state["classes"]) * (1 + len(state["offsets"]) + state["title"]) + 1
+    far = 2 * max(0, state.get("prob_window", 1) - len(state["offsets"]) // 2)
+    n_probs = 1 + len(state["offsets"]) + state["title"] + far + 2 * state.get("article_probs", False)
+    n_dense = len(state["classes"]) * n_probs + 1  # the probability blocks and the article score
     if any(c.shape[1] != n_blocks * state["vocab"]["n_features"] + n_dense for c in state["second"]["coefs"]):
         raise ValueError("the second pass does not read the blocks this path builds")
     return n_blocks
@@ -607,13 +621,13 @@ def compiled_state(model) -> dict | None:
         return None
     try:
         context = isinstance(model, ContextModel)
-        vec, clf = _paragraph_parts(model.paragraph_model_ if context else model)
+        vec, clf, fold_digits = _paragraph_parts(model.paragraph_model_ if context else model)
         state = {"context": context, "classes": np.asarray(model.classes_)}
-        state |= {"vocab": Vocabulary.state_of(vec), "first": LinearHead.state_of(clf)}
+        state |= {"vocab": Vocabulary.state_of(vec, fold_digits), "first": LinearHead.state_of(clf)}
         if context:
-            offsets = [d for k in range(1, model.window + 1) for d in (-k, k)]
             state |= {"second": LinearHead.state_of(model.context_clf_), "top_k": int(model.top_k)}
-            state |= {"off": int(model.off_index_), "offsets": offsets, "title": bool(model.title)}
+            state |= {"off": int(model.off_index_), "offsets": offsets(model.window), "title": bool(model.title)}
+            state |= {"prob_window": int(model.prob_window), "article_probs": bool(model.article_probs)}
             state["factors"] = getattr(model, "decision_factors_", None)
         if context:
             _check_blocks(state)  # checked now, not when a file is tagged

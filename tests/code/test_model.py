@@ -23,6 +23,7 @@ from pipeline.train import save_model
 
 PARAMS = {
     "features": "syllable",
+    "fold_digits": False,
     "classifier": "logreg",
     "C": 10.0,
     "ngram_max": 2,
@@ -448,6 +449,8 @@ def test_a_train_section_maps_to_the_context_models_arguments():
         "context_folds": 4,
         "context_title": True,
         "context_window": 2,
+        "context_prob_window": 3,
+        "context_article_probs": True,
         "top_k": 2,
         "decision": "off_factor",
         "decision_folds": 3,
@@ -456,4 +459,40 @@ def test_a_train_section_maps_to_the_context_models_arguments():
     model = ContextModel.from_params(train, decision_folds=2)
     got = model.get_params()
     assert (got["cv"], got["title"], got["window"], got["top_k"], got["decision"]) == (4, True, 2, 2, "off_factor")
+    assert (got["prob_window"], got["article_probs"]) == (3, True)
     assert got["decision_folds"] == 2 and model.paragraph_params() == {k: PARAMS[k] for k in model.paragraph_params()}
+
+
+@pytest.mark.parametrize(
+    ("text", "fold", "expected"),
+    [
+        ("Năm 2023 có 312 nạn nhân, tăng 18%.", True, "Năm 0000 có 000 nạn nhân, tăng 00%."),
+        ("Năm 2023 có 312 nạn nhân.", False, "Năm 2023 có 312 nạn nhân."),
+        ("Hoà bình 0 ٣ 𝟘", True, "Hòa bình 0 ٣ 𝟘"),  # normalised too; only ASCII digits fold
+    ],
+)
+def test_normalize_all_folds_ascii_digits_when_asked(text, fold, expected):
+    from pipeline.model import normalize_all
+
+    assert normalize_all([text], fold_digits=fold) == [expected]
+
+
+def test_folded_digits_make_figures_of_any_value_one_feature():
+    model = build_model({**PARAMS, "fold_digits": True}).fit([STATS, OFF], ["statistics", "off_topic"])
+    vec = model.named_steps["features"]
+    a, b = (vec.transform(model.named_steps["normalize"].transform([t])) for t in (STATS, STATS.replace("300", "587")))
+    assert (a != b).nnz == 0 and "000 vụ" in vec.vocabulary_
+
+
+def test_article_columns_are_each_articles_mean_and_max_and_farther_neighbours():
+    from pipeline.context import article_dense
+
+    P = np.array([[0.1, 0.9], [0.5, 0.5], [0.3, 0.7], [1.0, 0.0]])
+    bounds = np.array([0, 3, 3, 4])  # an article of three paragraphs, an empty one, one of one
+    article = np.repeat(np.arange(3), np.diff(bounds))
+    back, far, mean, peak = article_dense(P, bounds, article, window=1, prob_window=2, article_probs=True)
+    assert np.allclose(back, [[0, 0], [0, 0], [0.1, 0.9], [0, 0]])  # two before, inside the article
+    assert np.allclose(far, [[0.3, 0.7], [0, 0], [0, 0], [0, 0]])  # two after
+    assert np.allclose(mean[:3], [0.3, 0.7]) and np.allclose(mean[3], [1.0, 0.0])
+    assert np.allclose(peak[:3], [0.5, 0.9]) and np.allclose(peak[3], [1.0, 0.0])
+    assert article_dense(P, bounds, article, window=2, prob_window=2, article_probs=False) == []

@@ -57,14 +57,19 @@ def test_accelerated_model_predicts_the_same(trained_model, corpus_paragraphs):
 
 
 CONTEXT_VARIANTS = {
-    # the default model: logistic regression, then calibrated LinearSVC reading the neighbours and the title
+    # the default model: digits folded, logistic regression, then calibrated LinearSVC reading the neighbours,
+    # the title and the article's mean and max probabilities
     "default": {},
-    # the other classifiers, two neighbours a side, no title
+    # the other classifiers, two neighbours a side (probabilities of three), no title, digits as written,
+    # no article columns
     "svc-then-logreg": {
         "classifier": "linearsvc",
         "context_classifier": "logreg",
         "context_title": False,
         "context_window": 2,
+        "context_prob_window": 3,
+        "context_article_probs": False,
+        "fold_digits": False,
     },
 }
 
