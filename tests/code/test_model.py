@@ -496,3 +496,18 @@ def test_article_columns_are_each_articles_mean_and_max_and_farther_neighbours()
     assert np.allclose(mean[:3], [0.3, 0.7]) and np.allclose(mean[3], [1.0, 0.0])
     assert np.allclose(peak[:3], [0.5, 0.9]) and np.allclose(peak[3], [1.0, 0.0])
     assert article_dense(P, bounds, article, window=2, prob_window=2, article_probs=False) == []
+
+
+def test_a_model_saved_before_the_article_columns_and_folded_digits_scores_as_it_did():
+    """Files from before `fold_digits`, `prob_window` and `article_probs` lack them; both paths read them as off."""
+    from pipeline.tagging.compiled import CompiledModel, compiled_state
+
+    arts, labels = toy_articles()
+    model = ContextModel(**PARAMS, cv=3).fit(arts, labels)
+    state = compiled_state(model)
+    want = np.vstack(model.predict_proba_articles(arts))
+    for name in ("fold_digits", "prob_window", "article_probs"):
+        delattr(model, name)
+    del state["prob_window"], state["article_probs"], state["vocab"]["fold_digits"]
+    assert np.array_equal(np.vstack(model.predict_proba_articles(arts)), want)
+    assert np.abs(np.vstack(CompiledModel(state).predict_proba_articles(arts)) - want).max() <= 1e-6
