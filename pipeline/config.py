@@ -92,6 +92,7 @@ SCHEMA = {
         "decision": _one_of("none", "off_factor", "class_factors"),
         "synthetic": _kind(bool, "true or false"),
         "decision_folds": _num(2, 20, integer=True),
+        "decision_tolerance": _num(0, 1),
         "C": _num(1e-6, 1e6),
         "ngram_max": _num(1, 5, integer=True),
         "char_ngram": _pair,

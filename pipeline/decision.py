@@ -38,11 +38,15 @@ def decision_score(y: np.ndarray, pred: np.ndarray, n_classes: int, off: int) ->
     return float(macro + f1(on_tp, int(on_pred.sum()) - on_tp, int(on_true.sum()) - on_tp))
 
 
-def choose_factors(y: np.ndarray, proba: np.ndarray, classes, rule: str = "off_factor") -> tuple[np.ndarray, dict]:
+def choose_factors(
+    y: np.ndarray, proba: np.ndarray, classes, rule: str = "off_factor", tolerance: float = 0.0
+) -> tuple[np.ndarray, dict]:
     """Per-class factors chosen on out-of-fold probabilities, and the score of each step.
 
     `off_factor` searches one factor for off_topic; `class_factors` then adjusts each on-topic label's
-    factor in turn (two sweeps). Ties go to the factor closest to 1 (the smallest change).
+    factor in turn (two sweeps). Each step takes the factor closest to 1 (the smallest change) among
+    those scoring within `tolerance` of the best: the out-of-fold optimum is flat, and where it lies
+    overshoots on unseen articles (README, "The decision rule").
     """
     classes = np.asarray(classes)
     factors = np.ones(len(classes))
@@ -57,7 +61,7 @@ def choose_factors(y: np.ndarray, proba: np.ndarray, classes, rule: str = "off_f
             trial[j] = f
             scores[f] = round(decision_score(y, apply_factors(proba, trial).argmax(axis=1), len(classes), off), 6)
         top = max(scores.values())
-        return min((f for f in grid if scores[f] == top), key=lambda f: abs(f - 1.0)), scores
+        return min((f for f in grid if scores[f] >= top - tolerance), key=lambda f: abs(f - 1.0)), scores
 
     factors[off], scores = best(off, OFF_FACTORS)
     steps = {f"off_topic x {f}": v for f, v in scores.items()}

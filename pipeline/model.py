@@ -423,6 +423,7 @@ class ContextModel(BaseEstimator, ClassifierMixin):
         article_probs: bool = False,
         decision: str = "none",
         decision_folds: int = 3,
+        decision_tolerance: float = 0.0,
         word_cache: dict | None = None,
     ):
         self.features = features
@@ -445,6 +446,7 @@ class ContextModel(BaseEstimator, ClassifierMixin):
         self.article_probs = article_probs
         self.decision = decision
         self.decision_folds = decision_folds
+        self.decision_tolerance = decision_tolerance
         self.word_cache = word_cache
 
     @classmethod
@@ -459,6 +461,7 @@ class ContextModel(BaseEstimator, ClassifierMixin):
             article_probs=params["context_article_probs"],
             decision=params["decision"],
             decision_folds=params["decision_folds"],
+            decision_tolerance=params["decision_tolerance"],
         )
         return cls(**{**args, "word_cache": word_cache, **overrides})
 
@@ -552,7 +555,9 @@ class ContextModel(BaseEstimator, ClassifierMixin):
         )
         self.decision_factors_, self.decision_scores_ = np.ones(len(self.classes_)), {}
         if self.decision != "none":
-            self.decision_factors_, self.decision_scores_ = choose_factors(yk, oof, self.classes_, self.decision)
+            self.decision_factors_, self.decision_scores_ = choose_factors(
+                yk, oof, self.classes_, self.decision, self.decision_tolerance
+            )
         return self
 
     # -- prediction -------------------------------------------------------------------------

@@ -257,6 +257,18 @@ def test_off_factor_is_chosen_to_recover_missed_on_topic_paragraphs():
     assert choose_factors(y, clear, classes)[0].tolist() == [1.0, 1.0]
 
 
+def test_a_tolerance_takes_the_factor_closest_to_one_among_the_near_best():
+    classes = np.array(["cooperation", "off_topic"])
+    # three on-topic rows need off_topic x 0.8 or less; the fourth needs x 0.4, which two off-topic rows survive
+    y = np.array(["cooperation"] * 4 + ["off_topic"] * 8)
+    proba = np.array([[0.45, 0.55]] * 3 + [[0.3, 0.7]] + [[0.25, 0.75]] * 2 + [[0.05, 0.95]] * 6)
+    exact, steps = choose_factors(y, proba, classes)
+    near, _ = choose_factors(y, proba, classes, tolerance=0.25)
+    assert (exact[1], near[1]) == (0.4, 0.8)
+    assert max(steps.values()) - 0.25 <= steps["off_topic x 0.8"] < steps["off_topic x 0.4"]
+    assert choose_factors(y, proba, classes, tolerance=10.0)[0].tolist() == [1.0, 1.0]
+
+
 def test_class_factors_raise_a_label_that_loses_to_another_on_topic_label():
     classes = np.array(["cooperation", "off_topic", "statistics"])
     y = np.array(["statistics"] * 3 + ["cooperation"] * 3 + ["off_topic"] * 3)
@@ -454,12 +466,13 @@ def test_a_train_section_maps_to_the_context_models_arguments():
         "top_k": 2,
         "decision": "off_factor",
         "decision_folds": 3,
+        "decision_tolerance": 0.01,
         "synthetic": False,
     }
     model = ContextModel.from_params(train, decision_folds=2)
     got = model.get_params()
     assert (got["cv"], got["title"], got["window"], got["top_k"], got["decision"]) == (4, True, 2, 2, "off_factor")
-    assert (got["prob_window"], got["article_probs"]) == (3, True)
+    assert (got["prob_window"], got["article_probs"], got["decision_tolerance"]) == (3, True, 0.01)
     assert got["decision_folds"] == 2 and model.paragraph_params() == {k: PARAMS[k] for k in model.paragraph_params()}
 
 
