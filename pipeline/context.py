@@ -35,12 +35,10 @@ def article_dense(P: np.ndarray, bounds, article: np.ndarray, window: int, prob_
     for offset in offsets(prob_window, window + 1):
         idx, inside = neighbour(article, offset)
         dense.append(P[idx] * inside[:, None])
-    if article_probs and len(P):
+    if article_probs:
         sizes = np.diff(bounds)
         starts, sizes = np.asarray(bounds[:-1])[sizes > 0], sizes[sizes > 0]
         mean = np.add.reduceat(P, starts, axis=0) / sizes[:, None]
         peak = np.maximum.reduceat(P, starts, axis=0)
         dense += [np.repeat(mean, sizes, axis=0), np.repeat(peak, sizes, axis=0)]
-    elif article_probs:
-        dense += [P, P]  # no rows
     return dense

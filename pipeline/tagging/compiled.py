@@ -497,7 +497,8 @@ def _paragraph_parts(pipe):
     norm, vec, clf = (step for _, step in pipe.steps)
     if type(norm) is not FunctionTransformer or norm.func is not normalize_all:
         raise TypeError("the first step is not normalize_all")
-    if (norm.kw_args or {}).keys() - {"fold_digits"}:
+    kw_args = norm.kw_args or {}
+    if kw_args.keys() - {"fold_digits"}:
         raise TypeError("normalize_all with an argument this path does not reproduce")
     if not qualifies(vec) or vec.token_pattern != r"(?u)\b\w+\b" or not vec.lowercase or vec.binary:
         raise TypeError("the features are not one word n-gram TfidfVectorizer this path reproduces")
@@ -508,7 +509,7 @@ def _paragraph_parts(pipe):
         or vec.decode_error != "strict"
     ):
         raise TypeError("a TF-IDF option this path does not reproduce")
-    return vec, clf, bool((norm.kw_args or {}).get("fold_digits"))
+    return vec, clf, bool(kw_args.get("fold_digits"))
 
 
 class CompiledModel:
@@ -529,8 +530,7 @@ class CompiledModel:
             self.second = LinearHead(state["second"])
             self.top_k, self.off = state["top_k"], state["off"]
             self.offsets, self.title, self.factors = state["offsets"], state["title"], state["factors"]
-            # absent from files made before these dense columns existed
-            self.prob_window, self.article_probs = state.get("prob_window", 1), state.get("article_probs", False)
+            self.window, self.prob_window, self.article_probs = _dense_layout(state)
             n_blocks = _check_blocks(state)
             coefs = state["second"]["coefs"]
             columns += [coef[:, b * V : (b + 1) * V].T for coef in coefs for b in range(n_blocks)]
@@ -583,7 +583,7 @@ class CompiledModel:
         dense = [P, score[:, None]] + [P[i] * ins[:, None] for i, ins in neighbours]
         if self.title:
             dense.append(P[title])
-        dense += article_dense(P, bounds, article, len(self.offsets) // 2, self.prob_window, self.article_probs)
+        dense += article_dense(P, bounds, article, self.window, self.prob_window, self.article_probs)
         dense = np.hstack(dense).astype(np.float32).astype(np.float64)
         decisions, at = [], 0
         score64 = score.astype(np.float64)[:, None]
@@ -601,11 +601,19 @@ class CompiledModel:
         return self.second.proba(decisions)
 
 
+def _dense_layout(state: dict) -> tuple[int, int, bool]:
+    """(window, prob_window, article_probs) of a context model's tables, as `article_dense` takes them.
+
+    The last two are absent from files made before those dense columns existed: off, as then.
+    """
+    return len(state["offsets"]) // 2, state.get("prob_window", 1), state.get("article_probs", False)
+
+
 def _check_blocks(state: dict) -> int:
     """The number of blocks of the second pass that read the TF-IDF vector; ValueError when its weights are not laid out so."""
     n_blocks = 2 + len(state["offsets"]) + state["title"]  # X, score x X, the neighbours, the title
-    far = 2 * max(0, state.get("prob_window", 1) - len(state["offsets"]) // 2)
-    n_probs = 1 + len(state["offsets"]) + state["title"] + far + 2 * state.get("article_probs", False)
+    window, prob_window, article_probs = _dense_layout(state)
+    n_probs = 1 + len(state["offsets"]) + state["title"] + len(offsets(prob_window, window + 1)) + 2 * article_probs
     n_dense = len(state["classes"]) * n_probs + 1  # the probability blocks and the article score
     if any(c.shape[1] != n_blocks * state["vocab"]["n_features"] + n_dense for c in state["second"]["coefs"]):
         raise ValueError("the second pass does not read the blocks this path builds")
